@@ -1,0 +1,3 @@
+from protiso.cli import main
+
+main()

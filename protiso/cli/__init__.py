@@ -1,0 +1,50 @@
+"""The `protiso` command line: a thin Typer layer over the library.
+
+Each area registers its commands from its own module (protiso/cli/<area>.py, `register(app)`).
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from protiso import __version__
+
+# Modules under protiso.cli that add commands; each exposes register(app).
+CLI_MODULES = ("foundation",)
+
+app = typer.Typer(
+    name="protiso",
+    help="Embedding store and query database for the isotropy of protein language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"protiso {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    store: Optional[Path] = typer.Option(
+        None, "--store", metavar="DIR", envvar="PROTISO_STORE",
+        help="Store directory (default: $PROTISO_STORE, else ./store). Created on first use."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    ctx.obj = {"store": store}
+
+
+for _name in CLI_MODULES:
+    importlib.import_module(f"protiso.cli.{_name}").register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,145 @@
+"""Foundation commands: ingest, sql, info, demo."""
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import List, Optional
+
+import duckdb
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from protiso.cli.core import console, emit, err_console, handle_errors, open_from_ctx, to_json, warn
+from protiso.errors import InputError, QueryError
+from protiso.ingest import ingest as ingest_files
+from protiso.ingest.loader import FORMATS, UNKNOWN_POLICIES
+from protiso.info import store_info
+
+SQL_FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _choice(value: str, choices, option: str) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
+    return value
+
+
+def ingest(
+    ctx: typer.Context,
+    files: List[Path] = typer.Argument(None, help="Sequence files: FASTA (UniProt headers parsed), "
+                                       "Swiss-Prot/UniProt flat files (.dat); plain or .gz."),
+    fmt: str = typer.Option("auto", "--format", help=f"Input format: {'|'.join(FORMATS)}."),
+    annotations: List[Path] = typer.Option(
+        None, "--annotations", "-a", help="Annotation TSV (accession, namespace, term), "
+        "e.g. GO terms with aspect BPO/CCO/MFO. Repeatable."),
+    unknown: str = typer.Option("error", "--unknown", help="Annotations naming accessions not "
+                                "in the store: 'error' (default, nothing is ingested) or 'skip' "
+                                "(skipped with a warning)."),
+) -> None:
+    """Ingest proteins and annotations in one transaction (all or nothing).
+
+    Re-ingesting the same accession with the same sequence is a no-op; a different sequence
+    is an error that names the file and line."""
+    _choice(fmt, FORMATS, "--format")
+    _choice(unknown, UNKNOWN_POLICIES, "--unknown")
+    with open_from_ctx(ctx) as store:
+        with Progress(TextColumn("ingest"), BarColumn(bar_width=None), TextColumn("{task.completed:,} records"),
+                      TimeElapsedColumn(), console=err_console, transient=True,
+                      disable=not err_console.is_terminal) as bar:
+            task = bar.add_task("ingest", total=None)
+            result = ingest_files(store, files or [], fmt, annotations or [], unknown,
+                                  progress=lambda n: bar.advance(task, n))
+    for w in result.warnings:
+        warn(w)
+    console.print(f"{result.n_records:,} records read, {result.n_new:,} new proteins; "
+                  f"{result.n_annotations:,} annotation rows, {result.n_new_annotations:,} new",
+                  highlight=False)
+
+
+def sql(
+    ctx: typer.Context,
+    query: Optional[str] = typer.Argument(None, help="SQL query over the store's tables and views."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Read the query from a file."),
+    fmt: str = typer.Option("table", "--format", help=f"Output: {'|'.join(SQL_FORMATS)}."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Write to this file (required for parquet)."),
+) -> None:
+    """Run ad-hoc SQL on the store (read-only), e.g. `protiso sql "SELECT * FROM organism_summary"`."""
+    _choice(fmt, SQL_FORMATS, "--format")
+    with handle_errors():
+        if (query is None) == (file is None):
+            raise QueryError("give either a QUERY argument or --file, not both or neither")
+        if file is not None:
+            if not file.is_file():
+                raise InputError(f"{file}: no such file")
+            query = file.read_text()
+        if fmt == "parquet" and output is None:
+            raise QueryError("--format parquet needs --output FILE")
+    with open_from_ctx(ctx, read_only=True) as store:
+        try:
+            table = store.con.sql(query).to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(f"query failed: {str(exc).strip()}") from exc
+        except AttributeError:  # statement without a result (e.g. SET)
+            raise QueryError("the statement returned no result set")
+        _write_result(table, fmt, output)
+
+
+def _write_result(table, fmt: str, output: Optional[Path]) -> None:
+    if fmt == "table":
+        if output is not None:
+            raise QueryError("--format table prints to the terminal; use csv, json or parquet "
+                             "with --output")
+        emit(table)
+        return
+    if fmt == "parquet":
+        pq.write_table(table, output)
+    elif fmt == "csv":
+        pacsv.write_csv(table, str(output) if output else sys.stdout.buffer)
+    elif output is not None:
+        output.write_text(to_json(table.to_pylist()))
+    else:
+        sys.stdout.write(to_json(table.to_pylist()))
+    if output is not None:
+        err_console.print(f"wrote {table.num_rows:,} rows to {output}", highlight=False)
+
+
+def info(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Tables with row counts, embedding runs and the store's size on disk."""
+    with open_from_ctx(ctx) as store:
+        summary = store_info(store)
+    if as_json:
+        emit([summary], as_json=True)
+        return
+    console.print(f"store [bold]{summary['store']}[/] ({summary['size_bytes'] / 1e6:.1f} MB on disk)",
+                  highlight=False)
+    emit(summary["tables"], title="tables")
+    if summary["runs"]:
+        emit(summary["runs"], title="embedding runs")
+
+
+def demo(ctx: typer.Context) -> None:
+    """Run the main job end to end on the bundled Swiss-Prot sample (2,000 proteins with GO
+    terms and 100 flat-file entries): ingest into the store and print a summary."""
+    sample = resources.files("protiso") / "data" / "sample"
+    with resources.as_file(sample) as folder:
+        fasta = folder / "swissprot2014_go_2k.fasta.gz"
+        go = folder / "swissprot2014_go_2k.tsv.gz"
+        flat = folder / "swissprot_sample_100.dat"
+        with open_from_ctx(ctx) as store:
+            result = ingest_files(store, [fasta, flat], "auto", [go])
+            console.print(f"[bold]ingest[/]: {result.n_records:,} records, {result.n_new:,} new; "
+                          f"{result.n_new_annotations:,} new annotations", highlight=False)
+            emit(store.sql("SELECT * FROM organism_summary LIMIT 10"), title="top organisms")
+            emit(store.sql("SELECT * FROM annotation_summary"), title="annotations")
+            console.print(f"store: {store.root}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)
+    app.command()(sql)
+    app.command()(info)
+    app.command()(demo)

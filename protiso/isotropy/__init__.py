@@ -1,0 +1,1 @@
+"""Isotropy of embedding spaces from streaming, mergeable sufficient statistics."""

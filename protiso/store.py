@@ -1,0 +1,245 @@
+"""The store: a DuckDB catalog plus Parquet parts under one directory.
+
+`open_store` resolves the directory (argument, else $PROTISO_STORE, else ./store), opens the
+catalog, applies the numbered migrations in sql/ once, re-creates the views from sql/views and
+the dynamic Parquet views, and registers the Python UDFs. Bulky data goes through
+`write_part`, which writes a Parquet file atomically and lists it in the catalog table `parts`
+inside the caller's transaction, so the catalog only ever lists files that exist.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from protiso import __version__
+from protiso.errors import NotFoundError, ProtisoError, StoreBusyError
+
+CATALOG_NAME = "protiso.duckdb"
+DATA_DIR = "data"
+_MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_DATASET_RE = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
+
+
+def sql_dir() -> Path:
+    """Directory of the shipped SQL: inside the installed package, else the checkout's sql/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "sql", here.parent / "sql"):
+        if candidate.is_dir():
+            return candidate
+    raise ProtisoError(f"SQL files not found next to {here}; the installation is incomplete")
+
+
+def resolve_store_path(path: str | os.PathLike | None = None) -> Path:
+    """The store directory: the argument, else $PROTISO_STORE, else ./store."""
+    chosen = path if path is not None else os.environ.get("PROTISO_STORE") or "store"
+    return Path(chosen).expanduser().resolve()
+
+
+class Store:
+    """An open store: `con` is the catalog connection, `root` the directory."""
+
+    def __init__(self, root: Path, con: duckdb.DuckDBPyConnection, read_only: bool):
+        self.root = root
+        self.con = con
+        self.read_only = read_only
+        self._tx_depth = 0
+        self._tx_files: list[Path] = []
+
+    # -- lifecycle -------------------------------------------------------------------
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["Store"]:
+        """One catalog transaction; on error it rolls back and deletes parts written in it.
+
+        Nested use joins the outer transaction."""
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield self
+            finally:
+                self._tx_depth -= 1
+            return
+        self.con.begin()
+        self._tx_depth = 1
+        self._tx_files = []
+        try:
+            yield self
+        except BaseException:
+            self.con.rollback()
+            for f in self._tx_files:
+                f.unlink(missing_ok=True)
+            raise
+        else:
+            self.con.commit()
+        finally:
+            self._tx_depth = 0
+            self._tx_files = []
+
+    # -- queries -----------------------------------------------------------------------
+    def sql(self, query: str, params: list | dict | None = None) -> pa.Table:
+        """Run a query and return an Arrow table."""
+        return self.con.execute(query, params).to_arrow_table() if params is not None \
+            else self.con.sql(query).to_arrow_table()
+
+    def one(self, query: str, params: list | dict | None = None) -> tuple | None:
+        """The first row of a query, or None. (DuckDB 2 keeps a connection busy until a result
+        is fully fetched, so this fetches all rows rather than using fetchone.)"""
+        rows = self.con.execute(query, params or []).fetchall()
+        return rows[0] if rows else None
+
+    def scalar(self, query: str, params: list | dict | None = None):
+        """The first column of the first row, or None."""
+        row = self.one(query, params)
+        return None if row is None else row[0]
+
+    # -- Parquet parts ---------------------------------------------------------------------
+    def dataset_dir(self, dataset: str) -> Path:
+        if not _DATASET_RE.match(dataset) or ".." in dataset.split("/"):
+            raise ValueError(f"invalid dataset name {dataset!r}")
+        return self.root / DATA_DIR / dataset
+
+    def write_part(self, dataset: str, table: pa.Table) -> Path:
+        """Write `table` as a new Parquet part of `dataset` and list it in the catalog.
+
+        The file is written under a temporary name, fsynced and renamed, then registered in
+        `parts` in the current transaction (opened here if none is)."""
+        self._check_writable()
+        directory = self.dataset_dir(dataset)
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        final = directory / name
+        tmp = directory / f".{name}.tmp"
+        with self.transaction():
+            pq.write_table(table, tmp, compression="zstd")
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            self._tx_files.append(final)
+            self.con.execute(
+                "INSERT INTO parts (dataset, path, n_rows) VALUES (?, ?, ?)",
+                [dataset, final.relative_to(self.root).as_posix(), table.num_rows])
+        return final
+
+    def parts(self, dataset: str) -> list[Path]:
+        """Registered parts of `dataset` that exist on disk, oldest first."""
+        rows = self.con.execute(
+            "SELECT path FROM parts WHERE dataset = ? ORDER BY created_at, path", [dataset]).fetchall()
+        paths = [self.root / p for (p,) in rows]
+        return [p for p in paths if p.exists()]
+
+    def delete_dataset(self, dataset: str) -> None:
+        """Remove a dataset's parts from the catalog and disk."""
+        self._check_writable()
+        with self.transaction():
+            self.con.execute("DELETE FROM parts WHERE dataset = ?", [dataset])
+        shutil.rmtree(self.dataset_dir(dataset), ignore_errors=True)
+
+    # -- schema -------------------------------------------------------------------------
+    def refresh_views(self) -> None:
+        """(Re)create the SQL views from sql/views and the dynamic views over Parquet parts.
+
+        Views are TEMP so that read-only connections get them too."""
+        from protiso.views import DYNAMIC_VIEWS
+
+        self.con.execute("SET VARIABLE protiso_root = ?", [self.root.as_posix()])
+        for path in sorted((sql_dir() / "views").glob("*.sql")):
+            _run_script(self.con, path)
+        for create in DYNAMIC_VIEWS:
+            create(self)
+
+    def size_on_disk(self) -> int:
+        return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ProtisoError(f"store {self.root} is open read-only")
+
+
+def _run_script(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    try:
+        con.execute(path.read_text())
+    except duckdb.Error as exc:
+        raise ProtisoError(f"{path.name}: {exc}") from exc
+
+
+def _migrations() -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(sql_dir().glob("*.sql")):
+        m = _MIGRATION_RE.match(path.name)
+        if m:
+            found.append((int(m.group(1)), path))
+    return found
+
+
+def _apply_migrations(con: duckdb.DuckDBPyConnection, read_only: bool, root: Path) -> None:
+    if not read_only:
+        con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,
+            applied_at TIMESTAMP DEFAULT current_timestamp, software_version VARCHAR)""")
+    try:
+        done = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    except duckdb.CatalogException:
+        done = set()
+    pending = [(v, p) for v, p in _migrations() if v not in done]
+    if pending and read_only:
+        raise ProtisoError(f"store {root} needs schema migrations {[v for v, _ in pending]}; "
+                           "open it once without read-only mode (e.g. `protiso info`)")
+    for version, path in pending:
+        con.begin()
+        try:
+            con.execute(path.read_text())
+            con.execute("INSERT INTO schema_migrations (version, name, software_version) VALUES (?, ?, ?)",
+                        [version, path.name, __version__])
+        except BaseException:
+            con.rollback()
+            raise
+        con.commit()
+
+
+def open_store(path: str | os.PathLike | None = None, read_only: bool = False) -> Store:
+    """Open (creating on first use unless read-only) the store at `path`.
+
+    Raises StoreBusyError when another process holds the catalog."""
+    from protiso.udfs import register_udfs
+
+    root = resolve_store_path(path)
+    catalog = root / CATALOG_NAME
+    if read_only and not catalog.exists():
+        raise NotFoundError(f"no store at {root} (no {CATALOG_NAME}); ingest data first")
+    if root.exists() and not root.is_dir():
+        raise ProtisoError(f"store path {root} exists and is not a directory")
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(catalog), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreBusyError(
+                f"store {root} is in use by another process; wait for it to finish "
+                f"(DuckDB: {str(exc).splitlines()[0]})") from exc
+        raise ProtisoError(f"cannot open store catalog {catalog}: {exc}") from exc
+    try:
+        _apply_migrations(con, read_only, root)
+        store = Store(root, con, read_only)
+        register_udfs(con)
+        store.refresh_views()
+    except BaseException:
+        con.close()
+        raise
+    return store

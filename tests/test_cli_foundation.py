@@ -1,0 +1,83 @@
+"""CLI: ingest, sql, info, demo — success and error paths through the real Typer app."""
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+
+from tests.conftest import sample_files
+
+
+def test_demo_then_info(invoke, tmp_path):
+    root = tmp_path / "s"
+    result = invoke("--store", root, "demo")
+    assert result.exit_code == 0, result.output
+    assert "2,100 records" in result.output and "BPO" in result.output
+    info = invoke("--store", root, "info", "--json")
+    data = json.loads(info.stdout)[0]
+    counts = {t["table"]: t["rows"] for t in data["tables"]}
+    assert counts["proteins"] == 2099 and counts["annotations"] > 17000
+    assert data["size_bytes"] > 0
+
+
+def test_ingest_cli_and_errors(invoke, tmp_path):
+    root = tmp_path / "s"
+    fasta, go, flat = sample_files()
+    ok = invoke("--store", root, "ingest", flat)
+    assert ok.exit_code == 0 and "100 records read, 100 new proteins" in ok.output
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">X1\nMKV$\n")
+    fail = invoke("--store", root, "ingest", bad)
+    assert fail.exit_code == 1
+    assert "bad.fa:2: record X1: character '$'" in fail.stderr
+    unknown = invoke("--store", root, "ingest", "--annotations", go)
+    assert unknown.exit_code == 1 and "is not in the store" in unknown.stderr
+    skipped = invoke("--store", root, "ingest", "--annotations", go, "--unknown", "skip")
+    assert skipped.exit_code == 0 and "warning: skipped" in skipped.stderr
+    badfmt = invoke("--store", root, "ingest", flat, "--format", "genbank")
+    assert badfmt.exit_code == 2 and "genbank" in badfmt.output
+
+
+def test_sql_formats(invoke, tmp_path):
+    root = tmp_path / "s"
+    invoke("--store", root, "ingest", sample_files()[2])
+    q = "SELECT accession, taxon_id FROM proteins ORDER BY accession LIMIT 3"
+    as_json = json.loads(invoke("--store", root, "sql", q, "--format", "json").stdout)
+    assert len(as_json) == 3 and set(as_json[0]) == {"accession", "taxon_id"}
+    as_csv = invoke("--store", root, "sql", q, "--format", "csv").stdout.splitlines()
+    assert as_csv[0] == '"accession","taxon_id"' and len(as_csv) == 4
+    out = tmp_path / "o.parquet"
+    r = invoke("--store", root, "sql", q, "--format", "parquet", "--output", out)
+    assert r.exit_code == 0 and pq.read_table(out).to_pylist() == as_json
+    qfile = tmp_path / "q.sql"
+    qfile.write_text(q)
+    from_file = json.loads(invoke("--store", root, "sql", "--file", qfile, "--format", "json").stdout)
+    assert from_file == as_json
+    table = invoke("--store", root, "sql", "SELECT count(*) AS n FROM organism_summary")
+    assert table.exit_code == 0 and "n" in table.output
+
+
+def test_sql_errors(invoke, tmp_path):
+    root = tmp_path / "s"
+    missing = invoke("--store", root, "sql", "SELECT 1")
+    assert missing.exit_code == 1 and "no store at" in missing.stderr
+    invoke("--store", root, "info")
+    bad = invoke("--store", root, "sql", "SELECT nope FROM proteins")
+    assert bad.exit_code == 1 and "query failed" in bad.stderr and "nope" in bad.stderr
+    readonly = invoke("--store", root, "sql", "DELETE FROM proteins")
+    assert readonly.exit_code == 1 and "read-only" in readonly.stderr.lower()
+    neither = invoke("--store", root, "sql")
+    assert neither.exit_code == 1 and "either a QUERY" in neither.stderr
+    noout = invoke("--store", root, "sql", "SELECT 1", "--format", "parquet")
+    assert noout.exit_code == 1 and "--output" in noout.stderr
+
+
+def test_store_from_environment(invoke, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROTISO_STORE", str(tmp_path / "env_store"))
+    assert invoke("info").exit_code == 0
+    assert (tmp_path / "env_store" / "protiso.duckdb").exists()
+
+
+def test_help_and_version(invoke):
+    assert "ingest" in invoke("--help").output
+    assert invoke("--version").output.startswith("protiso ")
