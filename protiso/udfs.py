@@ -6,14 +6,8 @@ from __future__ import annotations
 
 import duckdb
 
-from protiso.isotropy.metrics import avg_cosine_of, isoscore_of
-
 # (sql_name, python_function, [parameter types], return type); types as DuckDB type strings.
-UDFS: list[tuple] = [
-    # isoscore(list(embedding)), avg_cosine(list(embedding)): FLOAT[d][] casts to DOUBLE[][]
-    ("isoscore", isoscore_of, ["DOUBLE[][]"], "DOUBLE"),
-    ("avg_cosine", avg_cosine_of, ["DOUBLE[][]"], "DOUBLE"),
-]
+UDFS: list[tuple] = []
 
 
 def register_udfs(con: duckdb.DuckDBPyConnection) -> None:
