@@ -95,8 +95,7 @@ class Store:
     # -- queries -----------------------------------------------------------------------
     def sql(self, query: str, params: list | dict | None = None) -> pa.Table:
         """Run a query and return an Arrow table."""
-        return self.con.execute(query, params).to_arrow_table() if params is not None \
-            else self.con.sql(query).to_arrow_table()
+        return self.con.sql(query, params=params).to_arrow_table()
 
     def one(self, query: str, params: list | dict | None = None) -> tuple | None:
         """The first row of a query, or None. (DuckDB 2 keeps a connection busy until a result
@@ -131,11 +130,24 @@ class Store:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
-            self._tx_files.append(final)
-            self.con.execute(
-                "INSERT INTO parts (dataset, path, n_rows) VALUES (?, ?, ?)",
-                [dataset, final.relative_to(self.root).as_posix(), table.num_rows])
+            self.register_part(dataset, final, table.num_rows)
         return final
+
+    def register_part(self, dataset: str, path: Path, n_rows: int) -> None:
+        """List an existing Parquet file of `dataset` (written elsewhere, e.g. by a Ray worker,
+        under the same `part-<uuid>.parquet` naming) in `parts`, in the current transaction
+        (opened here if none is); a rollback deletes the file. Registering a path twice fails."""
+        self._check_writable()
+        path = Path(path)
+        if path.parent.resolve() != self.dataset_dir(dataset).resolve() or not path.is_file():
+            raise ProtisoError(f"part {path} is not a file of dataset {dataset} ({self.dataset_dir(dataset)})")
+        rel = path.resolve().relative_to(self.root.resolve()).as_posix()
+        with self.transaction():
+            if self.scalar("SELECT count(*) FROM parts WHERE path = ?", [rel]):
+                raise ProtisoError(f"part {rel} is already registered")
+            self._tx_files.append(path)
+            self.con.execute("INSERT INTO parts (dataset, path, n_rows) VALUES (?, ?, ?)",
+                             [dataset, rel, int(n_rows)])
 
     def parts(self, dataset: str) -> list[Path]:
         """Registered parts of `dataset` that exist on disk, oldest first."""

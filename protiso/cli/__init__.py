@@ -13,7 +13,7 @@ import typer
 from protiso import __version__
 
 # Modules under protiso.cli that add commands; each exposes register(app).
-CLI_MODULES = ("foundation",)
+CLI_MODULES = ("foundation", "train", "isotropy", "neighbors", "pairs", "embed")
 
 app = typer.Typer(
     name="protiso",

@@ -42,21 +42,22 @@ class SufficientStats:
             raise ValueError(f"expected an (n, {self.dim}) matrix, got shape {X.shape}")
         if X.shape[0] == 0:
             return
-        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        norms = np.sqrt(np.einsum("ij,ij->i", X, X))  # no (n, d) temporary
         norms[norms == 0] = 1.0
         if counts is None:
+            w = np.ones(X.shape[0])
             self.n += X.shape[0]
-            self.sum += X.sum(axis=0)
-            self.sum_outer += X.T @ X
-            self.sum_unit += (X / norms).sum(axis=0)
-            return
-        w = np.asarray(counts, dtype=np.float64)
-        if w.shape != (X.shape[0],):
-            raise ValueError(f"expected {X.shape[0]} counts, got shape {w.shape}")
-        self.n += int(np.asarray(counts).sum())
-        self.sum += w @ X
-        self.sum_outer += (X * w[:, None]).T @ X
-        self.sum_unit += w @ (X / norms)
+            self.sum_outer += X.T @ X  # numpy uses the symmetric rank-k product here
+        else:
+            w = np.asarray(counts, dtype=np.float64)
+            if w.shape != (X.shape[0],):
+                raise ValueError(f"expected {X.shape[0]} counts, got shape {w.shape}")
+            self.n += int(np.asarray(counts).sum())
+            self.sum_outer += (X * w[:, None]).T @ X
+        # sum x and sum x/||x|| in one pass over X
+        sums = np.stack([w, w / norms]) @ X
+        self.sum += sums[0]
+        self.sum_unit += sums[1]
 
     def merge(self, other: "SufficientStats") -> "SufficientStats":
         """Statistics of the union of the two sets."""

@@ -1,0 +1,132 @@
+"""Embedding commands: models (the registry), embed (a run), runs (what the store holds)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, \
+    TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+from protiso.cli.core import console, emit, err_console, open_from_ctx
+from protiso.embed import DTYPE_CHOICES, LENGTH_POLICIES, EmbedProgress, embed as embed_run
+
+
+class _ResiduesPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- res/s" if speed is None else f"{speed:,.0f} res/s")
+
+
+def _choice(value: str, choices, option: str) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
+    return value
+
+
+def models(as_json: bool = typer.Option(False, "--json", help="Output JSON.")) -> None:
+    """List the model registry: aliases usable with `embed --model`.
+
+    Any Hugging Face id or local save_pretrained directory works too (family detected from its
+    config). Without network, a hub model must be in the Hugging Face cache or given as a
+    directory. `protiso-mini@step<N>` selects an intermediate checkpoint of the demo model."""
+    from protiso.models.registry import list_models
+
+    rows = []
+    for spec in list_models():
+        note = ""
+        if spec.alias == "protiso-mini":
+            try:
+                from protiso.models import mini
+                steps = mini.available_steps()
+                note = f"steps {', '.join(map(str, steps))}" if steps else "not trained yet (protiso train-mini)"
+            except ImportError:
+                note = "not available"
+        rows.append({"alias": spec.alias, "source": spec.source, "family": spec.family or "auto",
+                     "dim": spec.dim, "layers": spec.num_layers, "note": note,
+                     "description": spec.description})
+    if not as_json:   # keep the table narrow; --json has the descriptions
+        rows = [{k: v for k, v in r.items() if k != "description"} for r in rows]
+    emit(rows, as_json, title="models")
+
+
+def embed(
+    ctx: typer.Context,
+    model: str = typer.Option("protiso-mini", "--model", "-m",
+                              help="Alias (see `protiso models`), Hugging Face id or local directory."),
+    where: Optional[str] = typer.Option(None, "--where", help="SQL filter over protein_meta, e.g. "
+                                        "\"organism LIKE 'Homo%' AND length < 500\"."),
+    layers: str = typer.Option("last", "--layers", help="last | all | comma-separated hidden-state "
+                               "indices (0 = embedding layer, negative from the end)."),
+    local_stats: bool = typer.Option(False, "--local-stats", help="Also accumulate per-residue-type "
+                                     "statistics (for `isotropy --level local`) in the same pass."),
+    store_local: bool = typer.Option(False, "--store-local", help="Also store per-residue vectors of "
+                                     "these proteins (large: use --where to pick a subset)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16. auto uses "
+                              "bfloat16 only where it matches float32 (cosine >= 0.999 on a probe)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Padded tokens per batch "
+                                             "(default 16384 on CPU, 65536 on GPUs)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Residues per forward pass "
+                                             "(default: the model's limit, at most 4096)."),
+    long: str = typer.Option("truncate", "--long", help="Proteins longer than --max-length: truncate | "
+                             "chunk (overlapping windows averaged) | skip. Recorded per protein."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Stop after this many proteins (resumable)."),
+    offline: bool = typer.Option(False, "--offline", help="Never use the network (also HF_HUB_OFFLINE=1)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Weights file, for models that need "
+                                          "one (ProteinBERT's .pkl dump)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run as JSON."),
+) -> None:
+    """Embed proteins with a protein language model: mean of the residue vectors per layer.
+
+    Re-running the same configuration resumes: embedded proteins are skipped, and an
+    interrupted run loses at most the work since its last flush (Ctrl-C keeps finished work).
+    Results: view `embeddings` (and `embeddings_<run_id>`), table `runs`, `run_proteins`."""
+    _choice(long, LENGTH_POLICIES, "--long")
+    _choice(dtype, DTYPE_CHOICES, "--dtype")
+    with open_from_ctx(ctx) as store:
+        with Progress(TextColumn("embed"), BarColumn(bar_width=None), TaskProgressColumn(),
+                      TextColumn("{task.fields[proteins]}"), _ResiduesPerSecond(), TimeElapsedColumn(),
+                      TextColumn("ETA"), TimeRemainingColumn(), console=err_console, transient=True,
+                      disable=not err_console.is_terminal) as bar:
+            task = bar.add_task("embed", total=None, proteins="")
+
+            def report(p: EmbedProgress) -> None:
+                bar.update(task, total=p.residues_total, completed=p.residues_processed,
+                           proteins=f"{p.n_processed:,}/{p.n_total:,} proteins"
+                           + (f" ({p.n_failed} failed)" if p.n_failed else ""))
+
+            run = embed_run(store, model=model, where=where, layers=layers, device=device, dtype=dtype,
+                            max_tokens=max_tokens, max_length=max_length, long=long,
+                            local_stats=local_stats, store_local=store_local, progress=report,
+                            offline=offline or None, limit=limit, weights=weights)
+    row = {k: getattr(run, k) for k in (
+        "run_id", "model", "model_id", "revision", "family", "dim", "layers", "dtype", "parity_cosine",
+        "device", "length_policy", "max_length", "status", "n_done", "n_truncated", "n_chunked",
+        "n_skipped", "n_failed", "n_residues", "seconds", "residues_per_s")}
+    if as_json:
+        emit([row], True)
+        return
+    rate = f", {run.residues_per_s:,.0f} residues/s" if run.residues_per_s else ""
+    console.print(f"run [bold]{run.run_id}[/] ({run.model}, {run.family}, dim {run.dim}, layers "
+                  f"{run.layers}, {run.dtype} on {run.device}): {run.n_done:,} proteins embedded"
+                  f" ({run.n_truncated} truncated, {run.n_chunked} chunked), {run.n_skipped} skipped, "
+                  f"{run.n_failed} failed{rate}. Query the view embeddings_{run.run_id.replace('-', '_')}.",
+                  highlight=False)
+
+
+def runs(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Output JSON.")) -> None:
+    """List the store's embedding runs with their counts and provenance."""
+    with open_from_ctx(ctx, read_only=True) as store:
+        if as_json:
+            emit(store.sql("SELECT * FROM run_summary"), True)
+        else:
+            emit(store.sql("SELECT run_id, model, dim, layers, dtype, length_policy AS long, status, "
+                           "n_done AS done, n_failed AS failed, n_skipped AS skipped, "
+                           "round(residues_per_s) AS \"res/s\" FROM run_summary"), False, title="runs")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(models)
+    app.command()(embed)
+    app.command()(runs)

@@ -1,0 +1,191 @@
+"""Pair commands: `pairs sample|align|distances|list|drop` and the top-level `correlate`."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+from protiso.cli.core import console, emit, err_console, open_from_ctx, to_json
+
+pairs_app = typer.Typer(help="Protein pairs: sample a pair set, align it, embedding distances.",
+                        no_args_is_help=True)
+
+
+@contextlib.contextmanager
+def _bar(label: str):
+    with Progress(TextColumn(label), BarColumn(bar_width=None), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@pairs_app.command("sample")
+def sample(
+    ctx: typer.Context,
+    name: str = typer.Option(..., "--name", help="Name of the new pair set."),
+    fraction: Optional[float] = typer.Option(None, "--fraction", help="Fraction of the (filtered) "
+                                             "proteins to sample, e.g. 0.01 as in the paper."),
+    proteins: Optional[int] = typer.Option(None, "--proteins", help="Number of proteins to sample."),
+    pairs: Optional[int] = typer.Option(None, "--pairs", help="Number of pairs (all-pairs: enough "
+                                        "proteins for about this many pairs)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; same store + filter + seed = same set."),
+    where: Optional[str] = typer.Option(None, "--where", help="SQL filter over protein_meta, e.g. "
+                                        "\"organism LIKE 'Homo%'\"."),
+    strategy: str = typer.Option("all-pairs", "--strategy",
+                                 help="all-pairs | random-pairs | identity-stratified."),
+    bins: int = typer.Option(10, "--bins", help="identity-stratified: identity bins."),
+    threads: int = typer.Option(1, "--threads", help="identity-stratified: alignment threads."),
+    replace: bool = typer.Option(False, "--replace", help="Replace an existing set of that name."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Sample a reproducible pair set and record its definition (table pair_sets).
+
+    The paper's design: `--fraction 0.01` (all pairs among 1% of the proteins)."""
+    from protiso.pairs.sample import sample_pairs
+
+    with open_from_ctx(ctx) as store:
+        ps = sample_pairs(store, name, strategy=strategy, fraction=fraction, proteins=proteins,
+                          pairs=pairs, seed=seed, where=where, bins=bins, threads=threads,
+                          replace=replace)
+    emit([{"pair_set": ps.name, "strategy": ps.strategy, "seed": ps.seed,
+           "population": ps.n_population, "proteins": ps.n_proteins, "pairs": ps.n_pairs}],
+         as_json, title="pair set")
+
+
+@pairs_app.command("align")
+def align(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Pair set."),
+    matrix: str = typer.Option("PAM250", "--matrix", help="Substitution matrix (Biopython names: "
+                               "PAM250, BLOSUM62, ...)."),
+    gap_open: float = typer.Option(10.0, "--gap-open", help="Cost of a gap's first residue."),
+    gap_extend: float = typer.Option(0.5, "--gap-extend", help="Cost of each further gap residue."),
+    mode: str = typer.Option("global", "--mode", help="global | local."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Worker processes "
+                                          "(default: all CPUs)."),
+    chunk_size: int = typer.Option(20_000, "--chunk-size", help="Pairs per resumable chunk."),
+    backend: str = typer.Option("parasail", "--backend", help="parasail (SIMD) | biopython."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Align every pair: score, identity, identical pairs, length, gaps (view `pairs`).
+
+    Scores equal Biopython's PairwiseAligner (a gap of length L costs open + (L-1) * extend).
+    identity = identical pairs / alignment columns, on the optimal alignment with the most
+    identical pairs, then the fewest columns. Interrupted runs resume where they stopped."""
+    from protiso.pairs.align import Scoring
+    from protiso.pairs.jobs import align_pair_set
+
+    with open_from_ctx(ctx) as store:
+        sc = Scoring(matrix, gap_open, gap_extend, mode)
+        with _bar(f"align {name}") as progress:
+            res = align_pair_set(store, name, sc, threads=threads or os.cpu_count() or 1,
+                                 chunk_size=chunk_size,
+                                 backend=backend, progress=progress)
+    _job_summary(res, as_json)
+
+
+@pairs_app.command("distances")
+def distances(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Pair set."),
+    model: str = typer.Option(..., "--model", help="Embedding run id or model alias."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Hidden-state layer (default: last)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Cosine similarity and squared Euclidean distance of every pair's embeddings."""
+    from protiso.pairs.distances import distance_pair_set
+
+    with open_from_ctx(ctx) as store:
+        with _bar(f"distances {name}") as progress:
+            res = distance_pair_set(store, name, model, layer, progress=progress)
+    _job_summary(res, as_json)
+
+
+def _job_summary(res, as_json: bool) -> None:
+    emit([{"pair_set": res.pair_set, "job": res.kind, "key": res.key, "pairs": res.n_pairs,
+           "chunks": res.n_chunks, "computed": res.chunks_computed,
+           "seconds": round(res.seconds, 3),
+           "pairs_per_s": round(res.n_pairs * res.chunks_computed / max(res.n_chunks, 1)
+                                / res.seconds, 1) if res.seconds else None}],
+         as_json, title="pairs")
+
+
+@pairs_app.command("list")
+def list_sets(ctx: typer.Context,
+              as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Pair sets with their definitions and finished alignments and distances."""
+    with open_from_ctx(ctx, read_only=True) as store:
+        tab = store.sql(
+            "SELECT s.name, s.strategy, s.seed, s.where_sql, s.n_proteins, s.n_pairs, "
+            "list(j.kind || ':' || j.key ORDER BY j.kind, j.key) FILTER (WHERE j.status = 'done') "
+            "AS computed, s.created_at FROM pair_sets s LEFT JOIN pair_jobs j ON j.pair_set = s.name "
+            "GROUP BY ALL ORDER BY s.name")
+    emit(tab, as_json, title="pair sets")
+
+
+@pairs_app.command("drop")
+def drop(ctx: typer.Context, name: str = typer.Argument(..., help="Pair set.")) -> None:
+    """Delete a pair set with its alignments and distances."""
+    from protiso.pairs.sample import delete_pair_set, get_pair_set
+
+    with open_from_ctx(ctx) as store:
+        get_pair_set(store, name)
+        delete_pair_set(store, name)
+    console.print(f"dropped pair set {name}")
+
+
+def correlate(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Pair set."),
+    model: str = typer.Option(..., "--model", help="Embedding run id or model alias."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Hidden-state layer (default: last)."),
+    alignment: Optional[str] = typer.Option(None, "--alignment", help="Alignment key, e.g. "
+                                            "PAM250-global-o10-e0.5 (default: that one or the only one)."),
+    method: str = typer.Option("pearson", "--method", help="pearson | spearman."),
+    bins: Optional[int] = typer.Option(None, "--bins", help="Also summarise the embedding metrics "
+                                       "per identity bin (this many bins over [0, 1])."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a hexbin figure (PNG)."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Correlate embedding geometry with sequence and functional similarity over a pair set.
+
+    Prints the paper's matrix (cosine, squared Euclidean, alignment score, identity) plus the
+    GO-term Jaccard overlap. Embedding distances are computed first if missing."""
+    from protiso.pairs import correlate as corr
+
+    with open_from_ctx(ctx) as store:
+        with _bar(f"distances {name}") as progress:
+            sel = corr.prepare(store, name, model, layer, alignment, progress=progress)
+        matrix = corr.correlation_matrix(store, sel, method)
+        regimes = corr.identity_regimes(store, sel, bins) if bins else None
+        if plot:
+            corr.plot(store, sel, plot)
+    if as_json:
+        doc = {"pair_set": sel.pair_set, "alignment": sel.alignment, "run_id": sel.run_id,
+               "layer": sel.layer, "method": method, "n_pairs": matrix["n_pairs"][0].as_py(),
+               "matrix": matrix.drop_columns(["n_pairs"]).to_pylist()}
+        if regimes is not None:
+            doc["regimes"] = regimes.to_pylist()
+        sys.stdout.write(to_json(doc))
+        return
+    emit(matrix.drop_columns(["n_pairs"]), title=f"{method} correlation, {sel.pair_set}: "
+         f"{sel.run_id} L{sel.layer} vs {sel.alignment} ({matrix['n_pairs'][0].as_py():,} pairs)")
+    if regimes is not None:
+        brief = ["identity_from", "identity_to", "n_pairs", "cosine_mean", "cosine_std",
+                 "sq_euclidean_mean", "sq_euclidean_std", "go_jaccard_mean"]
+        emit(regimes.select(brief), title="embedding metrics per identity bin "
+             "(percentiles with --json)")
+    if plot:
+        console.print(f"plot written to {plot}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(pairs_app, name="pairs")
+    app.command()(correlate)

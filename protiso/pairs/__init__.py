@@ -1,0 +1,1 @@
+"""Protein pairs: sampling, alignment score and identity, embedding distances, correlations."""

@@ -1,0 +1,169 @@
+"""Chunked, resumable computations over a pair set: alignments and embedding distances.
+
+A job (pair_set, kind, key) splits the pair ids into chunks of `chunk_size`; each finished
+chunk is one Parquet part plus one row in pair_job_chunks, written in one transaction, so an
+interrupted job resumes by computing only the missing chunks, and a crash never leaves a
+chunk half-recorded. Alignment chunks run in worker processes (one per --threads)."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from protiso import __version__
+from protiso.errors import InputError
+from protiso.pairs.align import RESULT_FIELDS, Scoring, align_many, make_backend
+from protiso.pairs.sample import _take, constant_column, get_pair_set, pair_indices, sequences
+from protiso.store import Store
+
+ALIGN_SCHEMA = pa.schema([
+    ("pair_set", pa.string()), ("alignment", pa.string()), ("pair_id", pa.int64()),
+    ("accession_a", pa.string()), ("accession_b", pa.string()), ("score", pa.float64()),
+    ("identity", pa.float64()), ("matches", pa.int32()), ("length", pa.int32()), ("gaps", pa.int32())])
+
+
+@dataclass
+class JobResult:
+    pair_set: str
+    kind: str
+    key: str
+    n_pairs: int
+    n_chunks: int
+    chunks_computed: int
+    seconds: float            # compute seconds of the chunks computed in this call
+    params: dict
+
+
+def alignment_key(sc: Scoring) -> str:
+    return f"{sc.matrix.upper()}-{sc.mode}-o{sc.gap_open:g}-e{sc.gap_extend:g}"
+
+
+def _start_job(store: Store, pair_set: str, kind: str, key: str, params: dict,
+               chunk_size: int, n_chunks: int) -> set[int]:
+    """Register (or find) the job; returns the chunks already done."""
+    row = store.one("SELECT params, chunk_size FROM pair_jobs WHERE pair_set = ? AND kind = ? "
+                            "AND key = ?", [pair_set, kind, key])
+    if row is not None and (json.loads(row[0]) != params or row[1] != chunk_size):
+        with store.transaction():          # different definition under the same key: restart
+            store.con.execute("DELETE FROM pair_job_chunks WHERE pair_set = ? AND kind = ? AND key = ?",
+                              [pair_set, kind, key])
+            store.con.execute("DELETE FROM pair_jobs WHERE pair_set = ? AND kind = ? AND key = ?",
+                              [pair_set, kind, key])
+            store.delete_dataset(_dataset(pair_set, kind, key))
+        row = None
+    if row is None:
+        with store.transaction():
+            store.con.execute(
+                "INSERT INTO pair_jobs (pair_set, kind, key, params, chunk_size, n_chunks, status, "
+                "seconds, software_version) VALUES (?, ?, ?, ?, ?, ?, 'running', 0, ?)",
+                [pair_set, kind, key, json.dumps(params), chunk_size, n_chunks, __version__])
+        return set()
+    done = store.con.execute("SELECT chunk, path FROM pair_job_chunks WHERE pair_set = ? AND kind = ? "
+                             "AND key = ?", [pair_set, kind, key]).fetchall()
+    return {c for c, p in done if (store.root / p).exists()}
+
+
+def _dataset(pair_set: str, kind: str, key: str) -> str:
+    folder = {"align": "align", "distance": "dist", "go": "go"}[kind]
+    return f"pairs/{pair_set}/{folder}/{key}"
+
+
+def _save_chunk(store: Store, pair_set: str, kind: str, key: str, chunk: int, table: pa.Table,
+                seconds: float) -> None:
+    with store.transaction():
+        path = store.write_part(_dataset(pair_set, kind, key), table)
+        store.con.execute(
+            "INSERT OR REPLACE INTO pair_job_chunks (pair_set, kind, key, chunk, path, seconds) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [pair_set, kind, key, chunk, path.relative_to(store.root).as_posix(), seconds])
+        store.con.execute("UPDATE pair_jobs SET seconds = seconds + ? WHERE pair_set = ? AND kind = ? "
+                          "AND key = ?", [seconds, pair_set, kind, key])
+
+
+def _finish_job(store: Store, pair_set: str, kind: str, key: str) -> None:
+    with store.transaction():
+        store.con.execute("UPDATE pair_jobs SET status = 'done', finished_at = current_timestamp "
+                          "WHERE pair_set = ? AND kind = ? AND key = ?", [pair_set, kind, key])
+    store.refresh_views()
+
+
+# --- alignment ----------------------------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _worker_init(scoring: Scoring, backend: str) -> None:
+    _WORKER["engine"] = make_backend(scoring, backend)
+    _WORKER["scoring"] = scoring
+
+
+def _worker_align(chunk: int):
+    """Align one chunk; the pair data is in _WORKER (set before the fork)."""
+    seq, ia, ib, chunk_size, n_pairs = _WORKER["data"]
+    lo, hi = chunk * chunk_size, min(n_pairs, (chunk + 1) * chunk_size)
+    t0 = time.perf_counter()
+    out = align_many([seq[i] for i in ia[lo:hi]], [seq[j] for j in ib[lo:hi]],
+                     _WORKER["scoring"], _engine=_WORKER["engine"])
+    return chunk, out, time.perf_counter() - t0
+
+
+def align_pair_set(store: Store, name: str, scoring: Scoring | None = None, threads: int = 1,
+                   chunk_size: int = 20_000, backend: str = "parasail",
+                   progress: Callable[[int, int], None] | None = None) -> JobResult:
+    """Align every pair of pair set `name` (resumable); results in dataset
+    pairs/<name>/align/<alignment key>, view `pairs`. `progress(pairs_done, pairs_total)`."""
+    sc = scoring or Scoring()
+    ps = get_pair_set(store, name)
+    if chunk_size < 1 or threads < 1:
+        raise InputError("--chunk-size and --threads must be >= 1")
+    key = alignment_key(sc)
+    params = {**sc.describe(), "backend": backend}
+    n_chunks = -(-ps.n_pairs // chunk_size)
+    done = _start_job(store, name, "align", key, params, chunk_size, n_chunks)
+    todo = [c for c in range(n_chunks) if c not in done]
+    proteins, ia, ib = pair_indices(store, name)
+    by_acc = sequences(store, proteins)
+    seq = [by_acc[a] for a in proteins]
+    done_pairs = sum(min(chunk_size, ps.n_pairs - c * chunk_size) for c in done)
+    if progress:
+        progress(done_pairs, ps.n_pairs)
+
+    _WORKER["data"] = (seq, ia, ib, chunk_size, ps.n_pairs)
+    def save(chunk, out, seconds):
+        nonlocal done_pairs
+        lo, hi = chunk * chunk_size, min(ps.n_pairs, (chunk + 1) * chunk_size)
+        table = pa.table({
+            "pair_set": constant_column(name, hi - lo),
+            "alignment": constant_column(key, hi - lo),
+            "pair_id": pa.array(np.arange(lo, hi, dtype=np.int64)),
+            "accession_a": _take(proteins, ia[lo:hi]),
+            "accession_b": _take(proteins, ib[lo:hi]),
+            **{f: pa.array(out[f]) for f, _ in RESULT_FIELDS}}, schema=ALIGN_SCHEMA)
+        # NaN identity (empty local alignment) is stored as NULL
+        ident = pa.array(out["identity"], pa.float64(), mask=np.isnan(out["identity"]))
+        table = table.set_column(table.schema.get_field_index("identity"), "identity", ident)
+        _save_chunk(store, name, "align", key, chunk, table, seconds)
+        done_pairs += hi - lo
+        if progress:
+            progress(done_pairs, ps.n_pairs)
+
+    total = 0.0
+    if threads == 1 or len(todo) <= 1:
+        _worker_init(sc, backend)
+        for chunk in todo:
+            c, out, s = _worker_align(chunk)
+            save(c, out, s)
+            total += s
+    else:
+        ctx = mp.get_context("fork")
+        with ctx.Pool(threads, initializer=_worker_init, initargs=(sc, backend)) as pool:
+            for c, out, s in pool.imap_unordered(_worker_align, todo):
+                save(c, out, s)
+                total += s
+    _WORKER.pop("data", None)
+    _finish_job(store, name, "align", key)
+    return JobResult(name, "align", key, ps.n_pairs, n_chunks, len(todo), total, params)

@@ -1,0 +1,32 @@
+"""Views over the pair Parquet parts: pair_list, pairs (alignments), pair_distances,
+pair_go (GO-term Jaccard).
+
+Datasets: pairs/<set>/list, pairs/<set>/align/<alignment>, pairs/<set>/dist/<run_id>/L<layer>,
+pairs/<set>/go/annotations.
+Every part carries its pair set (and alignment key, or run and layer) as columns, so each
+view is one read_parquet over all parts of its kind. Without parts the empty typed views
+from sql/views/40_pairs.sql stay in place."""
+from __future__ import annotations
+
+import re
+
+from protiso.views import parquet_source
+
+_KINDS = (
+    ("pair_list", re.compile(r"^pairs/[^/]+/list$"), "pair_set, pair_id, accession_a, accession_b"),
+    ("pairs", re.compile(r"^pairs/[^/]+/align/[^/]+$"),
+     "pair_set, alignment, pair_id, accession_a, accession_b, score, identity, matches, length, gaps"),
+    ("pair_distances", re.compile(r"^pairs/[^/]+/dist/.+$"),
+     "pair_set, run_id, layer, pair_id, cosine, sq_euclidean"),
+    ("pair_go", re.compile(r"^pairs/[^/]+/go/[^/]+$"), "pair_set, pair_id, go_jaccard"),
+)
+
+
+def create_pair_views(store) -> None:
+    rows = store.con.execute("SELECT dataset, path FROM parts WHERE dataset LIKE 'pairs/%' "
+                             "ORDER BY created_at, path").fetchall()
+    for view, pattern, columns in _KINDS:
+        paths = [store.root / p for ds, p in rows if pattern.match(ds) and (store.root / p).exists()]
+        if paths:
+            store.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS "
+                              f"SELECT {columns} FROM {parquet_source(paths)}")

@@ -1,0 +1,26 @@
+-- Pair views (issue 5). pair_list, pairs, pair_distances and pair_go are replaced by views over their
+-- Parquet parts at connect (protiso/pairs/views.py); these empty typed versions keep the
+-- views below valid in a store without pairs.
+CREATE OR REPLACE TEMP VIEW pair_list AS
+SELECT NULL::VARCHAR AS pair_set, NULL::BIGINT AS pair_id,
+       NULL::VARCHAR AS accession_a, NULL::VARCHAR AS accession_b
+WHERE false;
+
+-- One row per pair and alignment setting (alignment = '<MATRIX>-<mode>-o<open>-e<extend>').
+CREATE OR REPLACE TEMP VIEW pairs AS
+SELECT NULL::VARCHAR AS pair_set, NULL::VARCHAR AS alignment, NULL::BIGINT AS pair_id,
+       NULL::VARCHAR AS accession_a, NULL::VARCHAR AS accession_b,
+       NULL::DOUBLE AS score, NULL::DOUBLE AS identity, NULL::INTEGER AS matches,
+       NULL::INTEGER AS length, NULL::INTEGER AS gaps
+WHERE false;
+
+-- One row per pair, embedding run and layer.
+CREATE OR REPLACE TEMP VIEW pair_distances AS
+SELECT NULL::VARCHAR AS pair_set, NULL::VARCHAR AS run_id, NULL::SMALLINT AS layer,
+       NULL::BIGINT AS pair_id, NULL::DOUBLE AS cosine, NULL::DOUBLE AS sq_euclidean
+WHERE false;
+
+-- One row per pair: Jaccard overlap of the two proteins' annotation terms.
+CREATE OR REPLACE TEMP VIEW pair_go AS
+SELECT NULL::VARCHAR AS pair_set, NULL::BIGINT AS pair_id, NULL::DOUBLE AS go_jaccard
+WHERE false;

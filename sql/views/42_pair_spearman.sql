@@ -1,0 +1,33 @@
+-- Spearman's rank correlation: Pearson on average ranks (ties share the mean of their ranks),
+-- ranked within each (pair_set, alignment, run_id, layer). Ranks are over all pairs of the
+-- group, so go_jaccard columns equal scipy's only when no go_jaccard is NULL.
+CREATE OR REPLACE TEMP VIEW pair_ranks AS
+SELECT pair_set, alignment, run_id, layer, pair_id,
+       rank() OVER (PARTITION BY pair_set, alignment, run_id, layer ORDER BY cosine)
+         + (count(*) OVER (PARTITION BY pair_set, alignment, run_id, layer, cosine) - 1) / 2.0 AS cosine,
+       rank() OVER (PARTITION BY pair_set, alignment, run_id, layer ORDER BY sq_euclidean)
+         + (count(*) OVER (PARTITION BY pair_set, alignment, run_id, layer, sq_euclidean) - 1) / 2.0 AS sq_euclidean,
+       rank() OVER (PARTITION BY pair_set, alignment, run_id, layer ORDER BY score)
+         + (count(*) OVER (PARTITION BY pair_set, alignment, run_id, layer, score) - 1) / 2.0 AS score,
+       rank() OVER (PARTITION BY pair_set, alignment, run_id, layer ORDER BY identity)
+         + (count(*) OVER (PARTITION BY pair_set, alignment, run_id, layer, identity) - 1) / 2.0 AS identity,
+       CASE WHEN go_jaccard IS NOT NULL THEN
+         rank() OVER (PARTITION BY pair_set, alignment, run_id, layer ORDER BY go_jaccard)
+         + (count(*) OVER (PARTITION BY pair_set, alignment, run_id, layer, go_jaccard) - 1) / 2.0
+       END AS go_jaccard
+FROM pair_metrics;
+
+CREATE OR REPLACE TEMP VIEW pair_correlations_spearman AS
+SELECT pair_set, alignment, run_id, layer, count(*) AS n_pairs,
+       corr(cosine, sq_euclidean) AS cosine_sq_euclidean,
+       corr(cosine, score) AS cosine_score,
+       corr(cosine, identity) AS cosine_identity,
+       corr(sq_euclidean, score) AS sq_euclidean_score,
+       corr(sq_euclidean, identity) AS sq_euclidean_identity,
+       corr(score, identity) AS score_identity,
+       corr(cosine, go_jaccard) AS cosine_go_jaccard,
+       corr(sq_euclidean, go_jaccard) AS sq_euclidean_go_jaccard,
+       corr(score, go_jaccard) AS score_go_jaccard,
+       corr(identity, go_jaccard) AS identity_go_jaccard
+FROM pair_ranks
+GROUP BY ALL;

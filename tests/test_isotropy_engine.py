@@ -1,0 +1,289 @@
+"""The streaming engine: one pass over Parquet parts with filters, groups and bootstrap,
+checked against in-memory computations on the same vectors."""
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from protiso.errors import QueryError
+from protiso.isotropy import engine as E
+from protiso.isotropy.metrics import compute_metrics
+from protiso.isotropy.stats import SufficientStats
+
+DIM = 8
+RUN = "testrun"
+
+
+def write_embeddings(store, run_id, accessions, layers, dim=DIM, seed=0, parts=3):
+    """Write synthetic anisotropic float32 embeddings as several Parquet parts; returns
+    {layer: (accessions, X)}."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for layer in layers:
+        mix = rng.standard_normal((dim, dim)) * rng.uniform(0.2, 3.0, dim)
+        X = (rng.standard_normal((len(accessions), dim)) @ mix + rng.normal(0, 2, dim)).astype(np.float32)
+        out[layer] = (list(accessions), X)
+    with store.transaction():
+        for chunk in np.array_split(np.arange(len(accessions)), parts):
+            accs, lays, vecs = [], [], []
+            for layer in layers:
+                accs += [accessions[i] for i in chunk]
+                lays += [layer] * len(chunk)
+                vecs.append(out[layer][1][chunk])
+            flat = pa.array(np.concatenate(vecs).ravel(), pa.float32())
+            table = pa.table({"accession": pa.array(accs, pa.string()),
+                              "layer": pa.array(lays, pa.int16()),
+                              "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
+            store.write_part(f"embeddings/{run_id}", table)
+    store.refresh_views()
+    return out
+
+
+@pytest.fixture
+def run_store(sample_store):
+    accs = [a for (a,) in sample_store.con.execute(
+        "SELECT accession FROM proteins ORDER BY accession LIMIT 600").fetchall()]
+    data = write_embeddings(sample_store, RUN, accs, layers=[0, 2])
+    return sample_store, data
+
+
+def _close(a: SufficientStats, b: SufficientStats):
+    assert a.n == b.n
+    np.testing.assert_allclose(a.sum, b.sum, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(a.sum_outer, b.sum_outer, rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(a.sum_unit, b.sum_unit, rtol=1e-9, atol=1e-9)
+
+
+def _matching(store, where):
+    return {a for (a,) in store.con.execute(f"SELECT accession FROM protein_meta WHERE {where}").fetchall()}
+
+
+def test_scan_equals_in_memory(run_store):
+    store, data = run_store
+    accs, X = data[2]
+    acc = E.scan_layer(store, RUN, 2, DIM, batch_rows=64)
+    _close(acc.groups[None], SufficientStats.from_matrix(X))
+    m = compute_metrics(acc.groups[None])
+    assert m.isoscore == pytest.approx(compute_metrics(SufficientStats.from_matrix(X)).isoscore, rel=1e-9)
+
+
+def test_where_filter_equals_subset(run_store):
+    store, data = run_store
+    accs, X = data[0]
+    where = "length < 300 AND len(terms) > 3"
+    keep = _matching(store, where)
+    mask = np.array([a in keep for a in accs])
+    assert 0 < mask.sum() < len(accs)
+    acc = E.scan_layer(store, RUN, 0, DIM, where=where, batch_rows=50)
+    _close(acc.groups[None], SufficientStats.from_matrix(X[mask]))
+
+
+def test_group_by_equals_separate_filtered_runs(run_store):
+    store, _ = run_store
+    grouped = E.scan_layer(store, RUN, 2, DIM, group_by="length // 250", batch_rows=97)
+    assert len(grouped.groups) >= 3
+    for key, stats in grouped.groups.items():
+        alone = E.scan_layer(store, RUN, 2, DIM, where=f"length // 250 = {int(key)}")
+        _close(stats, alone.groups[None])
+    _close(grouped.pooled(), E.scan_layer(store, RUN, 2, DIM).groups[None])
+
+
+def test_group_by_keeps_null_group(run_store):
+    store, data = run_store
+    acc = E.scan_layer(store, RUN, 0, DIM, group_by="CASE WHEN length > 400 THEN 'long' END")
+    assert set(acc.groups) == {"long", None}
+    assert sum(s.n for s in acc.groups.values()) == len(data[0][0])
+
+
+def test_bootstrap_replicates_are_poisson_resamples(run_store):
+    store, data = run_store
+    accs, X = data[2]
+    B = 5
+    acc = E.scan_layer(store, RUN, 2, DIM, bootstrap=B, seed=7, batch_rows=64)
+    counts = E.poisson_counts(accs, 7, B)
+    for b in range(B):
+        expected = SufficientStats.empty(DIM)
+        expected.update(X, counts[:, b])
+        _close(acc.replicates[None][b], expected)
+    (key, m, ci), = E.summarize(acc)
+    reps = sorted(compute_metrics(r).isoscore for r in acc.replicates[None])
+    assert ci["isoscore"][0] == pytest.approx(np.quantile(reps, 0.025))
+    assert ci["isoscore"][1] == pytest.approx(np.quantile(reps, 0.975))
+
+
+def test_poisson_counts_deterministic_and_poisson():
+    accs = [f"P{i:05d}" for i in range(20000)]
+    c = E.poisson_counts(accs, 1, 4)
+    assert c.shape == (20000, 4)
+    assert c.mean() == pytest.approx(1.0, abs=0.02) and c.var() == pytest.approx(1.0, abs=0.04)
+    assert np.mean(c == 0) == pytest.approx(math.exp(-1), abs=0.01)
+    np.testing.assert_array_equal(E.poisson_counts(accs[::-1], 1, 4), c[::-1])  # order-free
+    assert not np.array_equal(E.poisson_counts(accs, 2, 4), c)
+
+
+def test_bootstrap_interval_matches_sampling_spread():
+    """The bootstrap spread of IsoScore and average cosine over one sample should match their
+    spread over independent samples of the same distribution."""
+    rng = np.random.default_rng(11)
+    d, n = 6, 400
+    mix = rng.standard_normal((d, d)) * np.array([3, 2, 1, 0.5, 0.3, 0.2])
+    draw = lambda: rng.standard_normal((n, d)) @ mix + 0.8  # noqa: E731
+    truth = [compute_metrics(SufficientStats.from_matrix(draw())) for _ in range(300)]
+    acc = E.GroupAccumulator(d, bootstrap=300, seed=3)
+    acc.add(draw(), accessions=[f"A{i}" for i in range(n)])
+    reps = [compute_metrics(r) for r in acc.replicates[None]]
+    for name in ("isoscore", "avg_cosine"):
+        sd_true = np.std([getattr(t, name) for t in truth])
+        sd_boot = np.std([getattr(r, name) for r in reps])
+        assert 0.65 < sd_boot / sd_true < 1.5, name
+
+
+def test_too_many_groups_refused_before_the_pass(run_store):
+    store, _ = run_store
+    with pytest.raises(E.TooManyGroupsError, match="groups"):
+        E.scan_layer(store, RUN, 0, DIM, group_by="accession", max_bytes=100_000)
+
+
+def test_bad_filter_is_a_query_error(run_store):
+    store, _ = run_store
+    with pytest.raises(QueryError, match="no_such_column"):
+        E.scan_layer(store, RUN, 0, DIM, where="no_such_column > 3")
+    with pytest.raises(QueryError):
+        E.scan_layer(store, RUN, 0, DIM, group_by="length; DROP TABLE proteins")
+    assert store.scalar("SELECT count(*) FROM proteins") > 0
+
+
+def test_group_buffering_flushes_equal_direct_updates():
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((500, 5)) + 1
+    keys = [f"g{k}" for k in rng.integers(0, 6, 500)]
+    acc = E.GroupAccumulator(5, flush_rows=7, buffer_rows=40)
+    for start in range(0, 500, 33):
+        acc.add(X[start:start + 33], keys[start:start + 33])
+    acc.finish()
+    for key, stats in acc.groups.items():
+        _close(stats, SufficientStats.from_matrix(X[[k == key for k in keys]]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Through a catalogued run: isotropy(), table `metrics` and its views, CLI, local level, UDFs
+# ---------------------------------------------------------------------------------------------
+def add_run(store, run_id=RUN, model="tinymodel", layers=(0, 2), dim=DIM):
+    store.con.execute(
+        "INSERT INTO runs (run_id, run_key, model, model_id, revision, dim, layers, pooling, dtype, "
+        "length_policy, status, n_done) VALUES (?, ?, ?, ?, 'rev1', ?, ?, 'mean', 'float32', 'truncate', "
+        "'done', 600)", [run_id, "key-" + run_id, model, "local/" + model, dim, list(layers)])
+    store.refresh_views()
+
+
+@pytest.fixture
+def catalogued(run_store):
+    store, data = run_store
+    add_run(store)
+    return store, data
+
+
+def test_isotropy_all_layers_stored_with_provenance(catalogued):
+    store, data = catalogued
+    results = E.isotropy(store, "tinymodel", layer="all")
+    assert [r.layer for r in results] == [0, 2]
+    for r in results:
+        expected = compute_metrics(SufficientStats.from_matrix(data[r.layer][1]))
+        assert r.metrics.isoscore == pytest.approx(expected.isoscore, rel=1e-9)
+        assert r.metrics.avg_cosine == pytest.approx(expected.avg_cosine, rel=1e-9)
+    rows = store.sql("SELECT * FROM metrics_latest ORDER BY layer").to_pylist()
+    assert [(r["layer"], r["level"], r["n"], r["d"]) for r in rows] == [(0, "global", 600, DIM), (2, "global", 600, DIM)]
+    assert rows[1]["model_id"] == "local/tinymodel" and rows[1]["revision"] == "rev1"
+    assert rows[1]["software_version"] and rows[1]["created_at"] is not None
+    assert rows[1]["isoscore"] == pytest.approx(results[1].metrics.isoscore)
+    # a second computation supersedes the first in the 'latest' views
+    E.isotropy(store, RUN, layer=2)
+    assert store.scalar("SELECT count(*) FROM metrics") == 3
+    assert store.scalar("SELECT count(*) FROM isotropy_summary") == 2
+
+
+def test_isotropy_bad_layer_and_unknown_model(catalogued):
+    store, _ = catalogued
+    from protiso.errors import InputError, NotFoundError
+    with pytest.raises(NotFoundError, match="layer 5"):
+        E.isotropy(store, "tinymodel", layer=5)
+    with pytest.raises(InputError, match="layer must be"):
+        E.isotropy(store, "tinymodel", layer="top")
+    with pytest.raises(NotFoundError):
+        E.isotropy(store, "nosuchmodel")
+    assert store.scalar("SELECT count(*) FROM metrics") == 0
+
+
+def test_sql_udfs_equal_engine_groups(catalogued):
+    store, _ = catalogued
+    rows = store.sql(
+        "SELECT CAST(length // 250 AS VARCHAR) AS bin, isoscore(list(embedding)) AS iso, "
+        "avg_cosine(list(embedding)) AS cos, count(*) AS n "
+        "FROM embeddings JOIN proteins USING (accession) WHERE run_id = ? AND layer = 2 GROUP BY bin",
+        [RUN]).to_pylist()
+    engine = {k: compute_metrics(s) for k, s in
+              E.scan_layer(store, RUN, 2, DIM, group_by="length // 250").groups.items()}
+    assert {r["bin"] for r in rows} == set(engine)
+    for r in rows:
+        m = engine[r["bin"]]
+        assert r["n"] == m.n
+        if m.n >= 2:
+            assert r["iso"] == pytest.approx(m.isoscore, rel=1e-9)
+            assert r["cos"] == pytest.approx(m.avg_cosine, rel=1e-9)
+
+
+def test_cli_group_by_json_and_small_group_warning(catalogued, invoke):
+    import json
+
+    store, data = catalogued
+    root = store.root
+    store.close()
+    small = data[2][0][:5]
+    where = "accession IN (" + ", ".join(f"'{a}'" for a in small) + ")"
+    res = invoke("--store", root, "isotropy", "--model", "tinymodel", "--where", where, "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert len(rows) == 1 and rows[0]["n"] == 5 and rows[0]["filter"] == where
+    assert "n <= d" in res.stderr
+    assert rows[0]["isoscore_star"] > rows[0]["isoscore"]
+    res = invoke("--store", root, "isotropy", "--model", "tinymodel", "--layer", "0",
+                 "--group-by", "length // 250", "--bootstrap", "20", "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert len(rows) >= 3 and all(r["group_by"] == "length // 250" and r["bootstrap"] == 20 for r in rows)
+    for r in rows:
+        if r["n"] > 50:
+            assert r["isoscore_lo"] <= r["isoscore"] <= r["isoscore_hi"]
+    res = invoke("--store", root, "isotropy", "--model", "tinymodel", "--group-by", "length // 250")
+    assert res.exit_code == 0 and "by length // 250" in res.stdout
+    res = invoke("--store", root, "isotropy", "--model", "tinymodel", "--where", "nonsense_col = 1")
+    assert res.exit_code == 1 and "nonsense_col" in res.stderr
+
+
+def test_local_level_per_residue_type(catalogued):
+    from protiso.embed import _write_stats_file
+
+    store, _ = catalogued
+    rng = np.random.default_rng(9)
+    per_type = {aa: rng.standard_normal((40 + 10 * i, DIM)) @ rng.standard_normal((DIM, DIM))
+                for i, aa in enumerate("ACDE")}
+    stats = {aa: SufficientStats.from_matrix(X) for aa, X in per_type.items()}
+    path = store.root / "local_stats_test.npz"
+    _write_stats_file(path, stats)
+    store.con.execute("INSERT INTO local_stats (run_id, layer, path, n_proteins, n_residues) "
+                      "VALUES (?, 2, ?, 10, ?)", [RUN, path.name, sum(len(x) for x in per_type.values())])
+    results = E.isotropy(store, "tinymodel", level="local")
+    by_key = {r.group_key: r for r in results}
+    assert set(by_key) == {"A", "C", "D", "E", None}
+    for aa, X in per_type.items():
+        assert by_key[aa].metrics.effective_dims == pytest.approx(
+            compute_metrics(SufficientStats.from_matrix(X)).effective_dims, rel=1e-9)
+    pooled = compute_metrics(SufficientStats.from_matrix(np.vstack(list(per_type.values()))))
+    assert by_key[None].metrics.isoscore == pytest.approx(pooled.isoscore, rel=1e-9)
+    mean_dims = np.mean([by_key[aa].metrics.effective_dims for aa in "ACDE"])
+    row = store.sql("SELECT * FROM local_isotropy_summary").to_pylist()[0]
+    assert row["n_residue_types"] == 4 and row["mean_effective_dims"] == pytest.approx(mean_dims)
+    from protiso.errors import InputError
+    with pytest.raises(InputError, match="local"):
+        E.isotropy(store, "tinymodel", level="local", bootstrap=10)
