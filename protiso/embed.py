@@ -41,7 +41,7 @@ DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 PARITY_MIN = 0.999          # --dtype auto uses reduced precision only at this cosine to fp32
 EMBEDDED = ("done", "truncated", "chunked")
 DEFAULT_MAX_TOKENS = 16384  # padded tokens per batch on CPU (GPUs: see default_max_tokens)
-_RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,80}$")
+_RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 
 
 # ---------------------------------------------------------------------------- runs
@@ -391,44 +391,128 @@ def parity(adapter: ModelAdapter, sequences: list[str], layers: list[int], low: 
     return worst
 
 
-class _Embedder:
-    """One invocation of `embed` over a run: batching, OOM halving, pooling, flushing."""
+@dataclass
+class ModelConfig:
+    """A run's model facts and the settings derived from them (layers, lengths, budget, dtype).
 
-    def __init__(self, store: Store, run: Run, adapter: ModelAdapter, layers: list[int],
-                 max_tokens: int, max_length: int, policy: str, overlap: int,
-                 progress: Callable[[EmbedProgress], None] | None, flush_seconds: float,
-                 flush_rows: int):
-        self.store, self.run, self.adapter, self.layers = store, run, adapter, layers
-        self.max_tokens, self.max_length, self.policy, self.overlap = max_tokens, max_length, policy, overlap
-        self.progress, self.flush_seconds, self.flush_rows = progress, flush_seconds, flush_rows
+    Resolved once from a loaded adapter (`resolve_config`); picklable, so the Ray engine resolves
+    it on a worker and ships it to the driver and the actors."""
+
+    model_id: str
+    revision: str
+    family: str
+    dim: int
+    num_layers: int
+    max_residues: int
+    outputs_residues: bool
+    device: str
+    details: dict
+    layers: list[int]
+    max_length: int
+    overlap: int
+    max_tokens: int
+    dtype: str
+    dtype_requested: str
+    parity_cos: float | None
+    pooling: str
+
+
+def resolve_config(adapter: ModelAdapter, layers, dtype: str, max_tokens: int | None, max_length: int | None,
+                   long: str, local_stats: bool, store_local: bool, chunk_overlap: int | None,
+                   probe: list[str]) -> ModelConfig:
+    """Validate the settings against the loaded model, pick the dtype (--dtype auto: reduced
+    precision only where it matches fp32 on the `probe` sequences) and set it on the adapter."""
+    if not adapter.outputs_residues and layers in (None, "last", "all"):
+        layer_list = [adapter.num_layers]          # a global output has a single "layer"
+    else:
+        layer_list = adapter.validate_layers(parse_layers(layers, adapter.num_layers))
+    limit_len = adapter.max_residues
+    if max_length is None:
+        max_length = limit_len
+    elif not 1 <= max_length <= limit_len:
+        raise InputError(f"--max-length {max_length}: must be between 1 and the model's limit {limit_len}")
+    if not adapter.outputs_residues:
+        if long == "chunk":
+            raise InputError(f"--long chunk needs per-residue outputs; {adapter.model_id} outputs "
+                             "only a global vector: use truncate or skip")
+        if local_stats or store_local:
+            raise InputError(f"--local-stats/--store-local need per-residue outputs; {adapter.model_id} "
+                             "outputs only a global vector")
+    overlap = chunk_overlap if chunk_overlap is not None else max_length // 4
+    if long == "chunk" and not 0 <= overlap < max_length:
+        raise InputError(f"chunk overlap {overlap} must be in [0, max length {max_length})")
+    dev = adapter.device
+    parity_cos = None
+    if dtype == "auto":
+        low = _low_precision_candidate(dev)
+        chosen = "float32"
+        probe = [s[:min(max_length, 256)] for s in probe]
+        if low is not None and probe:
+            try:
+                parity_cos = parity(adapter, probe, layer_list, low)
+            except ValueError:        # adapter without reduced precision
+                parity_cos = None
+            if parity_cos is not None and parity_cos >= PARITY_MIN:
+                chosen = low
+        adapter.set_dtype(chosen)
+    else:
+        try:
+            adapter.set_dtype(dtype)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        chosen = dtype
+    return ModelConfig(adapter.model_id, adapter.revision, adapter.family, adapter.dim, adapter.num_layers,
+                       limit_len, adapter.outputs_residues, dev, adapter.describe(), layer_list, max_length,
+                       overlap, max_tokens or default_max_tokens(dev), chosen, dtype, parity_cos,
+                       "mean" if adapter.outputs_residues else "model")
+
+
+@dataclass
+class Chunk:
+    """Finished work of an embedder since its last `take`: Arrow tables per dataset (or, once
+    written by a Ray worker, `parts` = [(dataset, path, n_rows)]), per-protein statuses, counters
+    and the per-residue-type statistics of just these proteins (layer -> aa -> stats)."""
+
+    tables: list[tuple[str, pa.Table]]
+    statuses: list[tuple]
+    counts: dict
+    stats: dict[int, dict[str, SufficientStats]] | None
+    n_proteins: int
+    residues: int
+    parts: list[tuple[str, str, int]] = field(default_factory=list)
+    indices: np.ndarray | None = None     # the proteins' slots in the todo list (Ray: duplicate guard)
+
+
+STATUS_FIELDS = ["accession", "status", "length", "n_residues", "reason", "in_stats", "local_stored"]
+
+
+class _Embedder:
+    """The compute side of `embed` (local loop or a Ray actor): batching under a token budget,
+    OOM halving, pooling, statistics; `take()` hands over what is finished. Never touches the
+    catalog."""
+
+    def __init__(self, adapter: ModelAdapter, cfg: ModelConfig, run_id: str, policy: str, local_stats: bool):
+        self.adapter, self.cfg, self.run_id, self.policy = adapter, cfg, run_id, policy
+        self.layers, self.max_length, self.overlap = cfg.layers, cfg.max_length, cfg.overlap
+        self.max_tokens = cfg.max_tokens
         self.n_special = 2   # budget slack for special tokens (all supported families add <= 2)
+        self.local_stats = local_stats
         self.stats: dict[int, dict[str, SufficientStats]] | None = None
+        self.after_batch: Callable[[], None] | None = None
+        self.n_oom = 0
+        self._reset()
+
+    def _reset(self) -> None:
         self.pending_rows: list[tuple[str, int, np.ndarray]] = []
         self.pending_local: list[tuple[str, int, str, np.ndarray]] = []   # accession, layer, seq, R
         self.pending_local_residues = 0
         self.pending_status: list[tuple] = []
         self.counts = dict(n_done=0, n_truncated=0, n_chunked=0, n_skipped=0, n_failed=0, n_residues=0)
-        self.last_flush = time.perf_counter()
-        self.seconds_flushed = 0.0
-        self.t0 = time.perf_counter()
+        self.stats = {la: {} for la in self.layers} if self.local_stats else None
+        self.n_processed = 0
         self.residues_processed = 0
-        self.n_oom = 0
-        self.stats_write_seconds = 0.0
 
     # -- statistics --------------------------------------------------------------------------
-    def load_stats(self) -> None:
-        """Current statistics of the run's layers; files a crashed flush left behind are removed."""
-        live = {self.store.root / p for (p,) in self.store.con.execute(
-            "SELECT path FROM local_stats WHERE run_id = ?", [self.run.run_id]).fetchall()}
-        for f in (self.store.root / "data" / "localstats" / self.run.run_id).glob("*.npz"):
-            if f not in live:
-                f.unlink(missing_ok=True)
-        self.stats = {}
-        for la in self.layers:
-            rel = self.store.scalar("SELECT path FROM local_stats WHERE run_id = ? AND layer = ?",
-                                    [self.run.run_id, la])
-            self.stats[la] = _read_stats_file(self.store.root / rel) if rel else {}
-
     def _update_stats(self, seq: str, residues: dict[int, np.ndarray]) -> None:
         codes = np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)
         order = np.argsort(codes, kind="stable")
@@ -510,104 +594,35 @@ class _Embedder:
                       f"overlapping windows averaged")
         self.pending_status.append((prot.accession, prot.status, prot.length, n, reason, prot.stats, prot.local))
 
-    # -- flushing -------------------------------------------------------------------------------
-    def flush(self, final_status: str | None = None) -> None:
-        """Write finished proteins as one part and update the catalog, all in one transaction."""
-        store, run = self.store, self.run
-        new_files: list[Path] = []
-        old_files: list[Path] = []
-        elapsed = time.perf_counter() - self.last_flush
-        try:
-            with store.transaction():
-                if self.pending_rows:
-                    dim = self.adapter.dim
-                    flat = np.stack([r[2] for r in self.pending_rows]).astype(np.float32).ravel()
-                    table = pa.table({
-                        "accession": pa.array([r[0] for r in self.pending_rows], pa.string()),
-                        "layer": pa.array([r[1] for r in self.pending_rows], pa.int16()),
-                        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim)})
-                    store.write_part(run.dataset, table)
-                if self.pending_local:
-                    dim = self.adapter.dim
-                    lens = np.array([len(r[2]) for r in self.pending_local])
-                    flat = np.concatenate([r[3] for r in self.pending_local]).astype(np.float32).ravel()
-                    table = pa.table({
-                        "accession": pa.array(np.repeat([r[0] for r in self.pending_local], lens), pa.string()),
-                        "layer": pa.array(np.repeat([r[1] for r in self.pending_local], lens), pa.int16()),
-                        "position": pa.array(np.concatenate([np.arange(k) for k in lens]), pa.int32()),
-                        "residue": pa.array([c for r in self.pending_local for c in r[2]], pa.string()),
-                        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim)})
-                    store.write_part(local_dataset(run.run_id), table)
-                if self.pending_status:
-                    st = pa.table(list(zip(*self.pending_status)), names=[
-                        "accession", "status", "length", "n_residues", "reason", "in_stats", "local_stored"])
-                    store.con.register("_protiso_status", st)
-                    try:
-                        store.con.execute(
-                            "INSERT OR REPLACE INTO run_proteins (run_id, accession, status, length, n_residues,"
-                            " reason, in_stats, local_stored) SELECT ?, s.accession, "
-                            "CASE WHEN r.status IN ('done','truncated','chunked') THEN r.status ELSE s.status END, "
-                            "s.length, CASE WHEN r.status IN ('done','truncated','chunked') THEN r.n_residues "
-                            "ELSE s.n_residues END, CASE WHEN r.status IN ('done','truncated','chunked') "
-                            "THEN r.reason ELSE s.reason END, "
-                            "s.in_stats OR coalesce(r.in_stats, false), s.local_stored OR coalesce(r.local_stored, false) "
-                            "FROM _protiso_status s LEFT JOIN run_proteins r "
-                            "ON r.run_id = ? AND r.accession = s.accession",
-                            [run.run_id, run.run_id])
-                    finally:
-                        store.con.unregister("_protiso_status")
-                if self.stats is not None and any(s[5] for s in self.pending_status):
-                    stats_dir = store.root / "data" / "localstats" / run.run_id
-                    stats_dir.mkdir(parents=True, exist_ok=True)
-                    n_prot = sum(1 for s in self.pending_status if s[5])
-                    t_stats = time.perf_counter()
-                    for la, per in self.stats.items():
-                        path = stats_dir / f"layer{la}-{uuid.uuid4().hex[:12]}.npz"
-                        _write_stats_file(path, per)
-                        new_files.append(path)
-                        old = store.scalar("SELECT path FROM local_stats WHERE run_id = ? AND layer = ?",
-                                           [run.run_id, la])
-                        if old:
-                            old_files.append(store.root / old)
-                        store.con.execute(
-                            "INSERT OR REPLACE INTO local_stats (run_id, layer, path, n_proteins, n_residues) "
-                            "VALUES (?, ?, ?, coalesce((SELECT n_proteins FROM local_stats WHERE run_id = ? "
-                            "AND layer = ?), 0) + ?, ?)",
-                            [run.run_id, la, path.relative_to(store.root).as_posix(), run.run_id, la, n_prot,
-                             sum(s.n for s in per.values())])
-                    self.stats_write_seconds = time.perf_counter() - t_stats
-                c = self.counts
-                store.con.execute(
-                    "UPDATE runs SET n_done = n_done + ?, n_truncated = n_truncated + ?, n_chunked = n_chunked + ?,"
-                    " n_skipped = n_skipped + ?, n_failed = (SELECT count(*) FROM run_proteins WHERE run_id = ? "
-                    "AND status = 'failed'), n_residues = n_residues + ?, seconds = seconds + ?, "
-                    "status = coalesce(?, status), local_stats = local_stats OR ?, updated_at = current_timestamp "
-                    "WHERE run_id = ?",
-                    [c["n_done"], c["n_truncated"], c["n_chunked"], c["n_skipped"], run.run_id, c["n_residues"],
-                     elapsed, final_status, self.stats is not None, run.run_id])
-        except BaseException:
-            for f in new_files:
-                f.unlink(missing_ok=True)
-            raise
-        for f in old_files:
-            f.unlink(missing_ok=True)
-        self.pending_rows, self.pending_local, self.pending_status = [], [], []
-        self.pending_local_residues = 0
-        for k in self.counts:
-            self.counts[k] = 0
-        self.last_flush = time.perf_counter()
-
-    def maybe_flush(self) -> None:
-        # writing the statistics checkpoint (d x d per residue type and layer) must stay a small
-        # fraction of the time: flush at most every 10x the last checkpoint's write time
-        interval = max(self.flush_seconds, 10 * self.stats_write_seconds)
-        if (len(self.pending_status) >= self.flush_rows or self.pending_local_residues * self.adapter.dim >= 16 << 20
-                or time.perf_counter() - self.last_flush >= interval) and self.pending_status:
-            self.flush()
+    # -- handing over ---------------------------------------------------------------------------
+    def take(self) -> Chunk:
+        """The finished proteins as Arrow tables + statuses + statistics; starts afresh."""
+        tables = []
+        dim = self.adapter.dim
+        if self.pending_rows:
+            flat = np.stack([r[2] for r in self.pending_rows]).astype(np.float32).ravel()
+            tables.append((embeddings_dataset(self.run_id), pa.table({
+                "accession": pa.array([r[0] for r in self.pending_rows], pa.string()),
+                "layer": pa.array([r[1] for r in self.pending_rows], pa.int16()),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim)})))
+        if self.pending_local:
+            lens = np.array([len(r[2]) for r in self.pending_local])
+            flat = np.concatenate([r[3] for r in self.pending_local]).astype(np.float32).ravel()
+            tables.append((local_dataset(self.run_id), pa.table({
+                "accession": pa.array(np.repeat([r[0] for r in self.pending_local], lens), pa.string()),
+                "layer": pa.array(np.repeat([r[1] for r in self.pending_local], lens), pa.int16()),
+                "position": pa.array(np.concatenate([np.arange(k) for k in lens]), pa.int32()),
+                "residue": pa.array([c for r in self.pending_local for c in r[2]], pa.string()),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim)})))
+        chunk = Chunk(tables, self.pending_status, dict(self.counts), self.stats, self.n_processed,
+                      self.residues_processed)
+        self._reset()
+        return chunk
 
     # -- main loop ----------------------------------------------------------------------------------
-    def process(self, proteins: list[_Protein], totals: tuple[int, int]) -> None:
-        """Embed a window of proteins sorted by length (pieces batched under the token budget)."""
+    def process(self, proteins: list[_Protein]) -> None:
+        """Embed proteins sorted by length (pieces batched under the token budget); calls
+        `after_batch` after each forward pass."""
         pieces: list[_Piece] = []
         for i, prot in enumerate(proteins):
             seq = prot.sequence
@@ -628,6 +643,8 @@ class _Embedder:
                     batch.append(piece)
                     width = w
                     continue
+            if not batch:
+                break
             results = self._forward(batch)
             for p, res in zip(batch, results):
                 prot = proteins[p.index]
@@ -642,107 +659,148 @@ class _Embedder:
                     prot.results = []
                     self.residues_processed += prot.length
                     self.n_processed += 1
-            if self.progress:
-                self.progress(EmbedProgress(totals[0], self.n_processed, totals[1], self.residues_processed,
-                                            time.perf_counter() - self.t0,
-                                            self.counts["n_failed"]))
-            self.maybe_flush()
+            if self.after_batch:
+                self.after_batch()
             batch, width = ([piece], len(piece.seq) + self.n_special) if piece is not None else ([], 0)
 
 
-def embed(store: Store, model: str | None = None, where: str | None = None, layers="last",
-          device: str = "auto", dtype: str = "auto", max_tokens: int | None = None,
-          max_length: int | None = None, long: str = "truncate", local_stats: bool = False,
-          store_local: bool = False, chunk_overlap: int | None = None,
-          progress: Callable[[EmbedProgress], None] | None = None, flush_seconds: float = 10.0,
-          flush_rows: int | None = None, window: int = 4096, adapter: ModelAdapter | None = None,
-          offline: bool | None = None, limit: int | None = None, weights: str | None = None) -> Run:
-    """Embed the proteins matching `where` (all by default) with `model` and return the run.
+class _Committer:
+    """The catalog side of `embed` (always in the driver process): takes Chunks, and at each
+    flush writes (local) or registers (Ray) their parts, the per-protein statuses, the run's
+    counters and the merged statistics checkpoint, all in one transaction."""
 
-    Resumes the run with the same configuration. layers: 'last' | 'all' | '0,3,-1' | list.
-    long: what to do with proteins longer than max_length (default: the model's limit):
-    'truncate' (first max_length residues), 'chunk' (overlapping windows, residue vectors
-    averaged back) or 'skip'; recorded per protein in `run_proteins`.
-    local_stats: accumulate per-residue-type SufficientStats per layer (`load_local_stats`).
-    store_local: also write per-residue vectors (dataset local/<run_id>) of these proteins.
-    adapter: an already loaded model (tests, benchmarks); `model` is then its name for the run.
-    limit: embed at most this many of the remaining proteins (then stop; resumable).
-    weights: a weights file for models that need one (ProteinBERT).
-    flush_seconds/flush_rows: write a part at least this often (seconds) or at this many proteins
-    (default: ~64 MB of buffered vectors), which bounds both memory and the work a crash loses."""
-    from protiso.models.registry import DEFAULT_MODEL, load_model
-    from protiso.subset import accessions_sql
+    def __init__(self, store: Store, run: Run, cfg: ModelConfig, local_stats: bool, flush_seconds: float,
+                 flush_rows: int):
+        self.store, self.run, self.cfg = store, run, cfg
+        self.flush_seconds, self.flush_rows = flush_seconds, flush_rows
+        self.local_stats = local_stats
+        self.stats: dict[int, dict[str, SufficientStats]] | None = None
+        self.chunks: list[Chunk] = []
+        self.skipped: list[tuple] = []
+        self.last_flush = time.perf_counter()
+        self.stats_write_seconds = 0.0
 
-    store._check_writable()
-    model = model or DEFAULT_MODEL
-    if long not in LENGTH_POLICIES:
-        raise InputError(f"--long {long!r}: choose one of {', '.join(LENGTH_POLICIES)}")
-    if dtype not in DTYPE_CHOICES:
-        raise InputError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPE_CHOICES)}")
-    if max_tokens is not None and max_tokens < 1:
-        raise InputError(f"--max-tokens must be positive, got {max_tokens}")
-    subset = accessions_sql(store, where)
-    t_load = time.perf_counter()
-    if adapter is None:
-        dev = resolve_device(device)
-        adapter = load_model(model, LoadOptions(device=dev, dtype="float32", weights=weights,
-                                                offline=bool(offline) if offline is not None else False))
-    dev = adapter.device
-    load_seconds = time.perf_counter() - t_load
-    if not adapter.outputs_residues and layers in (None, "last", "all"):
-        layer_list = [adapter.num_layers]          # a global output has a single "layer"
-    else:
-        layer_list = adapter.validate_layers(parse_layers(layers, adapter.num_layers))
-    limit_len = adapter.max_residues
-    if max_length is None:
-        max_length = limit_len
-    elif not 1 <= max_length <= limit_len:
-        raise InputError(f"--max-length {max_length}: must be between 1 and the model's limit {limit_len}")
-    if not adapter.outputs_residues:
-        if long == "chunk":
-            raise InputError(f"--long chunk needs per-residue outputs; {adapter.model_id} outputs "
-                             "only a global vector: use truncate or skip")
-        if local_stats or store_local:
-            raise InputError(f"--local-stats/--store-local need per-residue outputs; {adapter.model_id} "
-                             "outputs only a global vector")
-    overlap = chunk_overlap if chunk_overlap is not None else max_length // 4
-    if long == "chunk" and not 0 <= overlap < max_length:
-        raise InputError(f"chunk overlap {overlap} must be in [0, max length {max_length})")
-    max_tokens = max_tokens or default_max_tokens(dev)
-    if flush_rows is None:   # bound the buffered vectors (~64 MB) whatever the width and layers
-        flush_rows = max(16, min(20000, (16 << 20) // (adapter.dim * len(layer_list) * (4 if store_local else 1))))
+    def load_stats(self) -> None:
+        """Current statistics of the run's layers; files a crashed flush left behind are removed."""
+        store, run = self.store, self.run
+        live = {store.root / p for (p,) in store.con.execute(
+            "SELECT path FROM local_stats WHERE run_id = ?", [run.run_id]).fetchall()}
+        for f in (store.root / "data" / "localstats" / run.run_id).glob("*.npz"):
+            if f not in live:
+                f.unlink(missing_ok=True)
+        self.stats = {}
+        for la in self.cfg.layers:
+            rel = store.scalar("SELECT path FROM local_stats WHERE run_id = ? AND layer = ?", [run.run_id, la])
+            self.stats[la] = _read_stats_file(store.root / rel) if rel else {}
 
-    # --dtype auto: reduced precision only where it matches fp32 (probe on a few proteins)
-    parity_cos = None
-    if dtype == "auto":
-        low = _low_precision_candidate(dev)
-        chosen = "float32"
-        if low is not None:
-            probe = [s for (s,) in store.con.execute(
-                f"SELECT sequence FROM proteins WHERE accession IN ({subset}) ORDER BY accession LIMIT 8"
-            ).fetchall()]
-            probe = [s[:min(max_length, 256)] for s in probe]
-            if probe:
-                try:
-                    parity_cos = parity(adapter, probe, layer_list, low)
-                except ValueError:        # adapter without reduced precision
-                    parity_cos = None
-                if parity_cos is not None and parity_cos >= PARITY_MIN:
-                    chosen = low
-        adapter.set_dtype(chosen)
-        used_dtype = chosen
-    else:
+    def add(self, chunk: Chunk) -> None:
+        self.chunks.append(chunk)
+
+    def pending(self) -> int:
+        return len(self.skipped) + sum(len(c.statuses) for c in self.chunks)
+
+    def due(self, extra_rows: int = 0, extra_local_values: int = 0) -> bool:
+        """Time to flush: enough rows, enough per-residue vectors, or enough time; writing the
+        statistics checkpoint (d x d per residue type and layer) stays a small fraction of the
+        time: at most every 10x the last checkpoint's write time."""
+        rows = self.pending() + extra_rows
+        interval = max(self.flush_seconds, 10 * self.stats_write_seconds)
+        return bool(rows) and (rows >= self.flush_rows or extra_local_values >= 16 << 20
+                               or time.perf_counter() - self.last_flush >= interval)
+
+    def flush(self, final_status: str | None = None) -> None:
+        store, run = self.store, self.run
+        statuses = self.skipped + [s for c in self.chunks for s in c.statuses]
+        counts = dict(n_done=0, n_truncated=0, n_chunked=0, n_skipped=0, n_failed=0, n_residues=0)
+        counts["n_skipped"] = len(self.skipped)
+        for c in self.chunks:
+            for k in counts:
+                counts[k] += c.counts.get(k, 0) if k != "n_skipped" else 0
+        new_files: list[Path] = []
+        old_files: list[Path] = []
+        merged = None
+        elapsed = time.perf_counter() - self.last_flush
         try:
-            adapter.set_dtype(dtype)
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
-        used_dtype = dtype
+            with store.transaction():
+                for c in self.chunks:
+                    for dataset, table in c.tables:
+                        store.write_part(dataset, table)
+                    for dataset, path, n_rows in c.parts:
+                        store.register_part(dataset, Path(path), n_rows)
+                if statuses:
+                    st = pa.table(list(zip(*statuses)), names=STATUS_FIELDS)
+                    store.con.register("_protiso_status", st)
+                    try:
+                        store.con.execute(
+                            "INSERT OR REPLACE INTO run_proteins (run_id, accession, status, length, n_residues,"
+                            " reason, in_stats, local_stored) SELECT ?, s.accession, "
+                            "CASE WHEN r.status IN ('done','truncated','chunked') THEN r.status ELSE s.status END, "
+                            "s.length, CASE WHEN r.status IN ('done','truncated','chunked') THEN r.n_residues "
+                            "ELSE s.n_residues END, CASE WHEN r.status IN ('done','truncated','chunked') "
+                            "THEN r.reason ELSE s.reason END, "
+                            "s.in_stats OR coalesce(r.in_stats, false), s.local_stored OR coalesce(r.local_stored, false) "
+                            "FROM _protiso_status s LEFT JOIN run_proteins r "
+                            "ON r.run_id = ? AND r.accession = s.accession",
+                            [run.run_id, run.run_id])
+                    finally:
+                        store.con.unregister("_protiso_status")
+                if self.stats is not None and any(s[5] for s in statuses):
+                    merged = {la: dict(per) for la, per in self.stats.items()}
+                    for c in self.chunks:
+                        for la, per in (c.stats or {}).items():
+                            for aa, s in per.items():
+                                merged[la][aa] = merged[la][aa] + s if aa in merged[la] else s
+                    stats_dir = store.root / "data" / "localstats" / run.run_id
+                    stats_dir.mkdir(parents=True, exist_ok=True)
+                    n_prot = sum(1 for s in statuses if s[5])
+                    t_stats = time.perf_counter()
+                    for la, per in merged.items():
+                        path = stats_dir / f"layer{la}-{uuid.uuid4().hex[:12]}.npz"
+                        _write_stats_file(path, per)
+                        new_files.append(path)
+                        old = store.scalar("SELECT path FROM local_stats WHERE run_id = ? AND layer = ?",
+                                           [run.run_id, la])
+                        if old:
+                            old_files.append(store.root / old)
+                        store.con.execute(
+                            "INSERT OR REPLACE INTO local_stats (run_id, layer, path, n_proteins, n_residues) "
+                            "VALUES (?, ?, ?, coalesce((SELECT n_proteins FROM local_stats WHERE run_id = ? "
+                            "AND layer = ?), 0) + ?, ?)",
+                            [run.run_id, la, path.relative_to(store.root).as_posix(), run.run_id, la, n_prot,
+                             sum(s.n for s in per.values())])
+                    self.stats_write_seconds = time.perf_counter() - t_stats
+                c = counts
+                store.con.execute(
+                    "UPDATE runs SET n_done = n_done + ?, n_truncated = n_truncated + ?, n_chunked = n_chunked + ?,"
+                    " n_skipped = n_skipped + ?, n_failed = (SELECT count(*) FROM run_proteins WHERE run_id = ? "
+                    "AND status = 'failed'), n_residues = n_residues + ?, seconds = seconds + ?, "
+                    "status = coalesce(?, status), local_stats = local_stats OR ?, updated_at = current_timestamp "
+                    "WHERE run_id = ?",
+                    [c["n_done"], c["n_truncated"], c["n_chunked"], c["n_skipped"], run.run_id, c["n_residues"],
+                     elapsed, final_status, self.stats is not None, run.run_id])
+        except BaseException:
+            for f in new_files:
+                f.unlink(missing_ok=True)
+            raise
+        for f in old_files:
+            f.unlink(missing_ok=True)
+        if merged is not None:
+            self.stats = merged
+        self.chunks, self.skipped = [], []
+        self.last_flush = time.perf_counter()
 
-    pooling = "mean" if adapter.outputs_residues else "model"
-    key = run_key(adapter.model_id, adapter.revision, layer_list, pooling, used_dtype, long, max_length)
-    run = _open_run(store, model, adapter, key, layer_list, pooling, used_dtype, dtype, parity_cos, dev,
-                    long, max_length, max_tokens, where, load_seconds)
 
+def _probe_sequences(store: Store, subset: str) -> list[str]:
+    """A few proteins of the selection for the --dtype auto parity probe."""
+    return [s for (s,) in store.con.execute(
+        f"SELECT sequence FROM proteins WHERE accession IN ({subset}) ORDER BY accession LIMIT 8").fetchall()]
+
+
+def select_todo(store: Store, run: Run, subset: str, local_stats: bool, store_local: bool,
+                limit: int | None) -> tuple[int, int]:
+    """The resume rule: fill temp table _protiso_todo (idx, accession, length, prev, in_stats,
+    local_stored) with the selected proteins not yet embedded (or failed, or missing from the
+    statistics / stored local vectors that are asked for), shortest first. -> (proteins, residues)."""
     todo_sql = (
         "SELECT p.accession, p.length, r.status AS prev, coalesce(r.in_stats, false) AS in_stats, "
         "coalesce(r.local_stored, false) AS local_stored FROM proteins p "
@@ -755,56 +813,164 @@ def embed(store: Store, model: str | None = None, where: str | None = None, laye
     store.con.execute("CREATE OR REPLACE TEMP TABLE _protiso_todo AS SELECT row_number() OVER "
                       f"(ORDER BY length, accession) - 1 AS idx, * FROM ({todo_sql})", params)
     n_total, res_total = store.one("SELECT count(*), coalesce(sum(length), 0) FROM _protiso_todo")
+    return int(n_total), int(res_total)
 
-    worker = _Embedder(store, run, adapter, layer_list, max_tokens, max_length, long, overlap, progress,
-                       flush_seconds, flush_rows)
-    worker.n_processed = 0
+
+def plan_windows(store: Store, max_length: int, long: str, local_stats: bool, store_local: bool,
+                 window: int) -> Iterator[tuple[int, list[_Protein], list[tuple]]]:
+    """Walk _protiso_todo in windows: (first idx, proteins to embed, statuses of skipped ones)."""
+    n_total = store.scalar("SELECT count(*) FROM _protiso_todo")
+    for lo in range(0, n_total, window):
+        rows = store.con.execute(
+            "SELECT t.accession, t.length, t.prev, t.in_stats, t.local_stored, p.sequence "
+            "FROM _protiso_todo t JOIN proteins p USING (accession) WHERE t.idx >= ? AND t.idx < ? "
+            "ORDER BY t.idx", [lo, lo + window]).fetchall()
+        prots: list[_Protein] = []
+        skipped: list[tuple] = []
+        for acc, length, prev, in_stats, local_stored, seq in rows:
+            embedded_before = prev in EMBEDDED
+            st = "done"
+            if length > max_length:
+                if long == "skip":
+                    if not embedded_before:
+                        skipped.append((acc, "skipped", length, 0,
+                                        f"{length} residues > max length {max_length} (--long skip)", False, False))
+                    continue
+                st = "truncated" if long == "truncate" else "chunked"
+            prots.append(_Protein(acc, seq, length, st, write=not embedded_before,
+                                  stats=bool(local_stats) and not in_stats,
+                                  local=bool(store_local) and not local_stored))
+        yield lo, prots, skipped
+
+
+def embed(store: Store, model: str | None = None, where: str | None = None, layers="last",
+          device: str = "auto", dtype: str = "auto", max_tokens: int | None = None,
+          max_length: int | None = None, long: str = "truncate", local_stats: bool = False,
+          store_local: bool = False, chunk_overlap: int | None = None,
+          progress: Callable[[EmbedProgress], None] | None = None, flush_seconds: float = 10.0,
+          flush_rows: int | None = None, window: int = 4096, adapter: ModelAdapter | None = None,
+          offline: bool | None = None, limit: int | None = None, weights: str | None = None,
+          engine: str = "local", ray_options: dict | None = None) -> Run:
+    """Embed the proteins matching `where` (all by default) with `model` and return the run.
+
+    Resumes the run with the same configuration. layers: 'last' | 'all' | '0,3,-1' | list.
+    long: what to do with proteins longer than max_length (default: the model's limit):
+    'truncate' (first max_length residues), 'chunk' (overlapping windows, residue vectors
+    averaged back) or 'skip'; recorded per protein in `run_proteins`.
+    local_stats: accumulate per-residue-type SufficientStats per layer (`load_local_stats`).
+    store_local: also write per-residue vectors (dataset local/<run_id>) of these proteins.
+    adapter: an already loaded model (tests, benchmarks); `model` is then its name for the run.
+    limit: embed at most this many of the remaining proteins (then stop; resumable).
+    weights: a weights file for models that need one (ProteinBERT).
+    flush_seconds/flush_rows: write a part at least this often (seconds) or at this many proteins
+    (default: ~64 MB of buffered vectors), which bounds both memory and the work a crash loses.
+    engine: 'local' (this process) or 'ray' (actors on a Ray cluster, see protiso.distributed;
+    ray_options: address, workers, gpus_per_worker, cpus_per_worker, task_rows). Both select the
+    same proteins and produce the same rows; only this process writes the catalog."""
+    from protiso.models.registry import DEFAULT_MODEL, load_model
+    from protiso.subset import accessions_sql
+
+    store._check_writable()
+    model = model or DEFAULT_MODEL
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine {engine!r}: choose local or ray")
+    if long not in LENGTH_POLICIES:
+        raise InputError(f"--long {long!r}: choose one of {', '.join(LENGTH_POLICIES)}")
+    if dtype not in DTYPE_CHOICES:
+        raise InputError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPE_CHOICES)}")
+    if max_tokens is not None and max_tokens < 1:
+        raise InputError(f"--max-tokens must be positive, got {max_tokens}")
+    subset = accessions_sql(store, where)
+    probe = _probe_sequences(store, subset) if dtype == "auto" else []
+    settings = dict(layers=layers, dtype=dtype, max_tokens=max_tokens, max_length=max_length, long=long,
+                    local_stats=local_stats, store_local=store_local, chunk_overlap=chunk_overlap, probe=probe)
+    t_load = time.perf_counter()
+    ray_engine = None
+    if engine == "ray":
+        if adapter is not None:
+            raise InputError("engine 'ray' loads the model on its workers: pass a model name, not an adapter")
+        from protiso.distributed.embed import RayEmbedEngine
+        ray_engine = RayEmbedEngine(model, device, weights, offline, **(ray_options or {}))
+        cfg = ray_engine.resolve(settings)
+    else:
+        if adapter is None:
+            dev = resolve_device(device)
+            adapter = load_model(model, LoadOptions(device=dev, dtype="float32", weights=weights,
+                                                    offline=bool(offline) if offline is not None else False))
+        cfg = resolve_config(adapter, **settings)
+    load_seconds = time.perf_counter() - t_load
+    if flush_rows is None:   # bound the buffered vectors (~64 MB) whatever the width and layers
+        flush_rows = max(16, min(20000, (16 << 20) // (cfg.dim * len(cfg.layers) * (4 if store_local else 1))))
+
+    key = run_key(cfg.model_id, cfg.revision, cfg.layers, cfg.pooling, cfg.dtype, long, cfg.max_length)
+    run = _open_run(store, model, cfg, key, long, where, load_seconds)
+    for ds in (run.dataset, local_dataset(run.run_id)):
+        store.clean_orphan_parts(ds)          # files of a killed job that never got registered
+    n_total, res_total = select_todo(store, run, subset, local_stats, store_local, limit)
+    committer = _Committer(store, run, cfg, local_stats, flush_seconds, flush_rows)
     if local_stats:
-        worker.load_stats()
+        committer.load_stats()
+    done = {"n": 0, "res": 0, "failed": 0}     # skipped proteins and handed-over chunks
     t0 = time.perf_counter()
     status = "interrupted"
+    worker = None
     try:
-        for lo in range(0, n_total, window):
-            rows = store.con.execute(
-                "SELECT t.accession, t.length, t.prev, t.in_stats, t.local_stored, p.sequence "
-                "FROM _protiso_todo t JOIN proteins p USING (accession) WHERE t.idx >= ? AND t.idx < ? "
-                "ORDER BY t.idx", [lo, lo + window]).fetchall()
-            batch_prots: list[_Protein] = []
-            for acc, length, prev, in_stats, local_stored, seq in rows:
-                embedded_before = prev in EMBEDDED
-                st = "done"
-                if length > max_length:
-                    if long == "skip":
-                        if not embedded_before:
-                            worker.counts["n_skipped"] += 1
-                            worker.pending_status.append(
-                                (acc, "skipped", length, 0,
-                                 f"{length} residues > max length {max_length} (--long skip)", False, False))
-                        worker.n_processed += 1
-                        worker.residues_processed += length
-                        continue
-                    st = "truncated" if long == "truncate" else "chunked"
-                batch_prots.append(_Protein(
-                    acc, seq, length, st, write=not embedded_before,
-                    stats=bool(local_stats) and not in_stats,
-                    local=bool(store_local) and not local_stored))
-            worker.process(batch_prots, (n_total, res_total))
+        windows = plan_windows(store, cfg.max_length, long, local_stats, store_local, window)
+        if ray_engine is not None:
+            def on_chunk(chunk: Chunk | None, skipped: list[tuple]) -> None:
+                if chunk is not None:
+                    committer.add(chunk)
+                    done["n"] += chunk.n_proteins
+                    done["res"] += chunk.residues
+                    done["failed"] += chunk.counts["n_failed"]
+                committer.skipped.extend(skipped)
+                done["n"] += len(skipped)
+                done["res"] += sum(s[2] for s in skipped)
+                if progress:
+                    progress(EmbedProgress(n_total, done["n"], res_total, done["res"],
+                                           time.perf_counter() - t0, done["failed"]))
+                if committer.due():
+                    committer.flush()
+            ray_engine.run(store, run, cfg, long, local_stats, windows, n_total, on_chunk)
+        else:
+            worker = _Embedder(adapter, cfg, run.run_id, long, local_stats)
+
+            def after_batch() -> None:
+                if progress:
+                    progress(EmbedProgress(n_total, done["n"] + worker.n_processed, res_total,
+                                           done["res"] + worker.residues_processed, time.perf_counter() - t0,
+                                           done["failed"] + worker.counts["n_failed"]))
+                if committer.due(len(worker.pending_status), worker.pending_local_residues * cfg.dim):
+                    chunk = worker.take()
+                    done["n"] += chunk.n_proteins
+                    done["res"] += chunk.residues
+                    done["failed"] += chunk.counts["n_failed"]
+                    committer.add(chunk)
+                    committer.flush()
+            worker.after_batch = after_batch
+            for _, prots, skipped in windows:
+                committer.skipped.extend(skipped)
+                done["n"] += len(skipped)
+                done["res"] += sum(s[2] for s in skipped)
+                worker.process(prots)
         status = "done"
     finally:
         # keep what is finished (also on Ctrl-C), then record how the invocation ended
         seconds = time.perf_counter() - t0
-        worker.flush(final_status=status)
+        if worker is not None:
+            chunk = worker.take()
+            done["res"] += chunk.residues
+            committer.add(chunk)
+        committer.flush(final_status=status)
         store.con.execute("DROP TABLE IF EXISTS _protiso_todo")
         store.con.execute("UPDATE runs SET residues_per_s = ?, updated_at = current_timestamp WHERE run_id = ?",
-                          [worker.residues_processed / seconds if seconds > 0 and worker.residues_processed
-                           else None, run.run_id])
+                          [done["res"] / seconds if seconds > 0 and done["res"] else None, run.run_id])
         store.refresh_views()
     return get_run(store, run.run_id)
 
 
-def _open_run(store: Store, model: str, adapter: ModelAdapter, key: str, layers: list[int], pooling: str,
-              dtype: str, dtype_requested: str, parity_cos: float | None, device: str, policy: str,
-              max_length: int, max_tokens: int, where: str | None, load_seconds: float) -> Run:
+def _open_run(store: Store, model: str, cfg: ModelConfig, key: str, policy: str, where: str | None,
+              load_seconds: float) -> Run:
     """The run of this configuration: existing (resumed) or new."""
     import importlib.metadata as md
 
@@ -815,13 +981,13 @@ def _open_run(store: Store, model: str, adapter: ModelAdapter, key: str, layers:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
-    details = json.dumps({**adapter.describe(), "versions": versions})
+    details = json.dumps({**cfg.details, "versions": versions})
     if existing:
         store.con.execute(
             "UPDATE runs SET status = 'running', device = ?, max_tokens = ?, where_filter = ?, load_seconds = ?,"
             " software_version = ?, details = ?, parity_cosine = coalesce(?, parity_cosine), "
             "updated_at = current_timestamp WHERE run_id = ?",
-            [device, max_tokens, where, load_seconds, __version__, details, parity_cos, existing])
+            [cfg.device, cfg.max_tokens, where, load_seconds, __version__, details, cfg.parity_cos, existing])
         return get_run(store, existing)
     run_id = _new_run_id(model, key)
     if not _RUN_ID_RE.match(run_id) or store.scalar("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]):
@@ -831,13 +997,10 @@ def _open_run(store: Store, model: str, adapter: ModelAdapter, key: str, layers:
         " dtype, dtype_requested, parity_cosine, device, length_policy, max_length, max_tokens, status,"
         " where_filter, software_version, details, load_seconds) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-        [run_id, key, model, adapter.model_id, adapter.revision, adapter.family, adapter.dim,
-         adapter.num_layers, layers, pooling, dtype, dtype_requested, parity_cos, device, policy, max_length,
-         max_tokens, where, __version__, details, load_seconds])
+        [run_id, key, model, cfg.model_id, cfg.revision, cfg.family, cfg.dim, cfg.num_layers, cfg.layers,
+         cfg.pooling, cfg.dtype, cfg.dtype_requested, cfg.parity_cos, cfg.device, policy, cfg.max_length, cfg.max_tokens, where, __version__, details, load_seconds])
     return get_run(store, run_id)
 
-
-# ---------------------------------------------------------------------------- views
 
 def view_name(run_id: str) -> str:
     """Name of a run's own view: embeddings_<run_id> with '-' as '_'."""

@@ -26,6 +26,8 @@ from protiso.errors import NotFoundError, ProtisoError, StoreBusyError
 CATALOG_NAME = "protiso.duckdb"
 DATA_DIR = "data"
 _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_PART_RE = re.compile(r"^part-[0-9a-f]{32}\.parquet$")
+_TMP_RE = re.compile(r"^\.part-[0-9a-f]{32}\.parquet\.tmp$")
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
 
 
@@ -117,19 +119,11 @@ class Store:
     def write_part(self, dataset: str, table: pa.Table) -> Path:
         """Write `table` as a new Parquet part of `dataset` and list it in the catalog.
 
-        The file is written under a temporary name, fsynced and renamed, then registered in
-        `parts` in the current transaction (opened here if none is)."""
+        The file is written atomically (`write_part_file`), then registered in `parts` in the
+        current transaction (opened here if none is)."""
         self._check_writable()
-        directory = self.dataset_dir(dataset)
-        directory.mkdir(parents=True, exist_ok=True)
-        name = f"part-{uuid.uuid4().hex}.parquet"
-        final = directory / name
-        tmp = directory / f".{name}.tmp"
         with self.transaction():
-            pq.write_table(table, tmp, compression="zstd")
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            final = write_part_file(self.dataset_dir(dataset), table)
             self.register_part(dataset, final, table.num_rows)
         return final
 
@@ -163,6 +157,23 @@ class Store:
             self.con.execute("DELETE FROM parts WHERE dataset = ?", [dataset])
         shutil.rmtree(self.dataset_dir(dataset), ignore_errors=True)
 
+    def clean_orphan_parts(self, dataset: str) -> int:
+        """Delete part files of `dataset` that the catalog does not list (written by a job killed
+        before they were registered, e.g. by Ray workers) and leftover temporary files; returns
+        how many. Safe because only the one process holding the catalog registers parts."""
+        directory = self.dataset_dir(dataset)
+        if not directory.is_dir():
+            return 0
+        listed = {p for (p,) in self.con.execute(
+            "SELECT path FROM parts WHERE dataset = ?", [dataset]).fetchall()}
+        removed = 0
+        for f in directory.iterdir():
+            rel = f.relative_to(self.root).as_posix()
+            if (_PART_RE.match(f.name) and rel not in listed) or _TMP_RE.match(f.name):
+                f.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     # -- schema -------------------------------------------------------------------------
     def refresh_views(self) -> None:
         """(Re)create the SQL views from sql/views and the dynamic views over Parquet parts.
@@ -182,6 +193,25 @@ class Store:
     def _check_writable(self) -> None:
         if self.read_only:
             raise ProtisoError(f"store {self.root} is open read-only")
+
+
+def write_part_file(directory: str | os.PathLike, table: pa.Table) -> Path:
+    """Write `table` as a new `part-<uuid>.parquet` in `directory`: under a hidden temporary
+    name, fsynced, then renamed, so a reader never sees a half-written part. Not registered:
+    `Store.write_part` (or a driver collecting workers' files) lists it in the catalog."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    final, tmp = directory / name, directory / f".{name}.tmp"
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
 
 
 def _run_script(con: duckdb.DuckDBPyConnection, path: Path) -> None:

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow.parquet as pq
+from pathlib import Path
+
+from protiso import open_store
 
 from tests.conftest import sample_files
 
@@ -13,6 +17,20 @@ def test_demo_then_info(invoke, tmp_path):
     result = invoke("--store", root, "demo")
     assert result.exit_code == 0, result.output
     assert "2,100 records" in result.output and "BPO" in result.output
+    report = Path(result.stdout.strip().splitlines()[-1].removeprefix("report: "))
+    assert report.is_file() and report.stat().st_size > 100_000
+    with open_store(root, read_only=True) as store:
+        # protiso-mini (all layers) and its checkpoints embedded every protein
+        runs = store.sql("SELECT model, n_done FROM runs ORDER BY model").to_pylist()
+        assert [r["model"] for r in runs] == ["protiso-mini", "protiso-mini@step0",
+                                              "protiso-mini@step100", "protiso-mini@step300"]
+        assert all(r["n_done"] == 2099 for r in runs)
+        assert store.scalar("SELECT count(*) FROM metrics WHERE level = 'global'") >= 8
+        assert store.scalar("SELECT count(*) FROM pairs WHERE score IS NOT NULL") > 1000
+    again = invoke("--store", root, "demo")  # every step is found done and skipped
+    assert again.exit_code == 0 and "2,100 records, 0 new;" in again.output
+    steps = [line for line in again.stderr.splitlines() if re.match(r"(\S+: )?\S+ (ran|skipped) - ", line)]
+    assert steps and all(" skipped" in line for line in steps)
     info = invoke("--store", root, "info", "--json")
     data = json.loads(info.stdout)[0]
     counts = {t["table"]: t["rows"] for t in data["tables"]}

@@ -22,15 +22,7 @@ from protiso.models import LoadOptions, load_model
 WHERE = "length BETWEEN 20 AND 50"     # 33 proteins of the sample
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are latency-bound: one thread avoids oversubscription on shared CPUs."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

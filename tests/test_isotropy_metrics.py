@@ -6,11 +6,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from IsoScore import IsoScore as IsoScoreRef  # the reference package (PyPI IsoScore), test dependency
 
 from protiso.isotropy import metrics as M
 from protiso.isotropy.stats import SufficientStats
-
-IsoScoreRef = pytest.importorskip("IsoScore.IsoScore")
 
 
 @pytest.fixture

@@ -96,3 +96,20 @@ def test_parts_lists_only_existing_files(store):
     path = store.write_part("demo/two", pa.table({"a": [1]}))
     path.unlink()
     assert store.parts("demo/two") == []
+
+
+def test_clean_orphan_parts_keeps_registered_files(store):
+    from protiso.store import write_part_file
+
+    table = pa.table({"a": [1, 2]})
+    kept = store.write_part("demo/three", table)
+    orphan = write_part_file(store.dataset_dir("demo/three"), table)  # a killed worker's file
+    leftover = store.dataset_dir("demo/three") / ".part-0123456789abcdef0123456789abcdef.parquet.tmp"
+    leftover.write_bytes(b"partial")
+    assert orphan.exists() and orphan not in store.parts("demo/three")
+    assert store.clean_orphan_parts("demo/three") == 2
+    assert kept.exists() and not orphan.exists() and not leftover.exists()
+    assert store.parts("demo/three") == [kept]
+    store.register_part("demo/three", write_part_file(store.dataset_dir("demo/three"), table), 2)
+    with pytest.raises(ProtisoError, match="already registered"):
+        store.register_part("demo/three", kept, 2)

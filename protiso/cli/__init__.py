@@ -13,7 +13,7 @@ import typer
 from protiso import __version__
 
 # Modules under protiso.cli that add commands; each exposes register(app).
-CLI_MODULES = ("foundation", "train", "isotropy", "neighbors", "pairs", "embed")
+CLI_MODULES = ("foundation", "train", "isotropy", "neighbors", "pairs", "embed", "report")
 
 app = typer.Typer(
     name="protiso",
@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstrings are paragraphs: single line breaks are joined
 )
 
 

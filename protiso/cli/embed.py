@@ -75,6 +75,16 @@ def embed(
     offline: bool = typer.Option(False, "--offline", help="Never use the network (also HF_HUB_OFFLINE=1)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Weights file, for models that need "
                                           "one (ProteinBERT's .pkl dump)."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) | ray (actors on a Ray "
+                               "cluster; needs protiso[ray] and a store on a filesystem all nodes see)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto (a running one) | "
+                                          "ray://HOST:PORT. Default: $RAY_ADDRESS, else a local cluster."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Ray actors (one model load each; "
+                                          "default: as many as the cluster's GPUs, else CPUs)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPUs per Ray actor "
+                                                    "(default: 1 if the cluster has GPUs, else 0)."),
+    task_rows: int = typer.Option(512, "--task-rows", help="Ray: proteins per actor task (one Parquet "
+                                  "part each); raise it on large clusters to keep the driver light."),
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON."),
 ) -> None:
     """Embed proteins with a protein language model: mean of the residue vectors per layer.
@@ -84,6 +94,11 @@ def embed(
     Results: view `embeddings` (and `embeddings_<run_id>`), table `runs`, `run_proteins`."""
     _choice(long, LENGTH_POLICIES, "--long")
     _choice(dtype, DTYPE_CHOICES, "--dtype")
+    _choice(engine, ("local", "ray"), "--engine")
+    ray_options = {"address": address, "workers": workers, "gpus_per_worker": gpus_per_worker}
+    if engine == "local" and any(v is not None for v in ray_options.values()):
+        raise typer.BadParameter("--address/--workers/--gpus-per-worker need --engine ray",
+                                 param_hint="--engine")
     with open_from_ctx(ctx) as store:
         with Progress(TextColumn("embed"), BarColumn(bar_width=None), TaskProgressColumn(),
                       TextColumn("{task.fields[proteins]}"), _ResiduesPerSecond(), TimeElapsedColumn(),
@@ -99,7 +114,8 @@ def embed(
             run = embed_run(store, model=model, where=where, layers=layers, device=device, dtype=dtype,
                             max_tokens=max_tokens, max_length=max_length, long=long,
                             local_stats=local_stats, store_local=store_local, progress=report,
-                            offline=offline or None, limit=limit, weights=weights)
+                            offline=offline or None, limit=limit, weights=weights, engine=engine,
+                            ray_options={**ray_options, "task_rows": task_rows} if engine == "ray" else None)
     row = {k: getattr(run, k) for k in (
         "run_id", "model", "model_id", "revision", "family", "dim", "layers", "dtype", "parity_cosine",
         "device", "length_policy", "max_length", "status", "n_done", "n_truncated", "n_chunked",

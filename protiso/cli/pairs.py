@@ -72,6 +72,12 @@ def align(
                                           "(default: all CPUs)."),
     chunk_size: int = typer.Option(20_000, "--chunk-size", help="Pairs per resumable chunk."),
     backend: str = typer.Option("parasail", "--backend", help="parasail (SIMD) | biopython."),
+    engine: str = typer.Option("local", "--engine", help="local (--threads processes here) | ray "
+                               "(chunks on a Ray cluster; needs protiso[ray])."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto | ray://HOST:PORT "
+                                          "(default: $RAY_ADDRESS, else a local cluster)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Ray actors, one CPU each "
+                                          "(default: the cluster's CPUs)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Align every pair: score, identity, identical pairs, length, gaps (view `pairs`).
@@ -82,12 +88,17 @@ def align(
     from protiso.pairs.align import Scoring
     from protiso.pairs.jobs import align_pair_set
 
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"{engine!r} is not one of local, ray", param_hint="--engine")
+    if engine == "local" and (address is not None or workers is not None):
+        raise typer.BadParameter("--address/--workers need --engine ray", param_hint="--engine")
     with open_from_ctx(ctx) as store:
         sc = Scoring(matrix, gap_open, gap_extend, mode)
         with _bar(f"align {name}") as progress:
             res = align_pair_set(store, name, sc, threads=threads or os.cpu_count() or 1,
-                                 chunk_size=chunk_size,
-                                 backend=backend, progress=progress)
+                                 chunk_size=chunk_size, backend=backend, progress=progress, engine=engine,
+                                 ray_options={"address": address, "workers": workers}
+                                 if engine == "ray" else None)
     _job_summary(res, as_json)
 
 

@@ -92,16 +92,23 @@ def _to_table(chunk: list[tuple], schema: pa.Schema) -> pa.Table:
                                 schema=schema)
 
 
+def _stage(store: Store, staging_table: str, rows: Iterable[tuple], schema: pa.Schema,
+           progress: Callable[[int], None] | None) -> int:
+    """Insert rows into a staging table in Arrow batches; returns the number of rows."""
+    n = 0
+    for batch in _batches(rows, schema):  # noqa: B007 (read by DuckDB by name)
+        store.con.execute(f"INSERT INTO {staging_table} SELECT * FROM batch")
+        n += batch.num_rows
+        if progress:
+            progress(batch.num_rows)
+    return n
+
+
 def _stage_proteins(store: Store, path: Path, fmt: str, seqno: int,
                     progress: Callable[[int], None] | None) -> int:
     source = str(path)
     rows = ((*rec, source, seqno + i) for i, rec in enumerate(parse_proteins(path, fmt)))
-    for batch in _batches(rows, _STAGING_SCHEMA):  # noqa: B007 (read by DuckDB)
-        store.con.execute("INSERT INTO staging_proteins SELECT * FROM batch")
-        seqno += batch.num_rows
-        if progress:
-            progress(batch.num_rows)
-    return seqno
+    return seqno + _stage(store, "staging_proteins", rows, _STAGING_SCHEMA, progress)
 
 
 def _check_proteins(store: Store) -> None:
@@ -157,14 +164,8 @@ def _merge_proteins(store: Store) -> int:
 
 
 def _stage_annotations(store: Store, path: Path, progress) -> int:
-    n = 0
     rows = ((acc, ns, term, line, str(path)) for acc, ns, term, line in parse_annotations(path))
-    for batch in _batches(rows, _ANNOTATION_SCHEMA):  # noqa: B007 (read by DuckDB)
-        store.con.execute("INSERT INTO staging_annotations SELECT * FROM batch")
-        n += batch.num_rows
-        if progress:
-            progress(batch.num_rows)
-    return n
+    return _stage(store, "staging_annotations", rows, _ANNOTATION_SCHEMA, progress)
 
 
 def _merge_annotations(store: Store, unknown: str, result: IngestResult) -> None:

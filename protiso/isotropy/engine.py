@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -51,17 +52,20 @@ class TooManyGroupsError(QueryError):
     """The statistics for the requested groups and replicates would not fit the memory bound."""
 
 
-def _single_threaded_blas():
-    """Limit BLAS to one thread for small products (measured: 100 groups in one pass went
-    from 1.9x to 1.3x the time of one group on a busy 2-core machine)."""
+def _blas_threads(n: int):
+    """Limit BLAS to n threads inside the block (no-op without threadpoolctl).
+
+    Measured on a busy 2-core machine: with DuckDB decoding Parquet beside it, a pass ran in
+    24 s with 1 BLAS thread and 36 s with 2; products of a few hundred rows (small groups)
+    gain nothing from threads either. So a pass gives BLAS half the cores, small products one."""
     global _BLAS
     if _BLAS is None:
         try:
             from threadpoolctl import ThreadpoolController
             _BLAS = ThreadpoolController()
-        except ImportError:  # optional: without it BLAS keeps its own thread count
+        except ImportError:
             _BLAS = False
-    return _BLAS.limit(limits=1, user_api="blas") if _BLAS else contextlib.nullcontext()
+    return _BLAS.limit(limits=n, user_api="blas") if _BLAS else contextlib.nullcontext()
 
 
 _BLAS = None
@@ -170,7 +174,7 @@ class GroupAccumulator:
         if chunks:
             X = np.concatenate([c[0] for c in chunks])
             counts = None if chunks[0][1] is None else np.concatenate([c[1] for c in chunks])
-            with _single_threaded_blas():  # a few hundred rows: threads cost more than they give
+            with _blas_threads(1):  # a few hundred rows: threads cost more than they give
                 self._update(key, X, counts)
 
     def finish(self) -> None:
@@ -296,7 +300,7 @@ def scan_layer(store: Store, run_id: str, layer: int, dim: int, where: str | Non
         keys_of = group_keys(store, group_by, where)
         acc.check_groups(len(set(keys_of.values())))
     query = embeddings_query(store, run_id, where)
-    with _reading(run_id, layer):
+    with _reading(run_id, layer), _blas_threads(max(1, (os.cpu_count() or 2) // 2)):
         reader = store.con.sql(query, params={"layer": layer}).to_arrow_reader(batch_rows)
         try:
             for batch in reader:

@@ -10,6 +10,7 @@ import json
 import multiprocessing as mp
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -73,10 +74,16 @@ def _dataset(pair_set: str, kind: str, key: str) -> str:
     return f"pairs/{pair_set}/{folder}/{key}"
 
 
-def _save_chunk(store: Store, pair_set: str, kind: str, key: str, chunk: int, table: pa.Table,
-                seconds: float) -> None:
+def _save_chunk(store: Store, pair_set: str, kind: str, key: str, chunk: int, table: pa.Table | None,
+                seconds: float, written: tuple[Path, int] | None = None) -> None:
+    """Record a finished chunk: write its table as a part, or register a part a Ray worker
+    already wrote (`written` = (path, n_rows)), in the same transaction as its chunk row."""
     with store.transaction():
-        path = store.write_part(_dataset(pair_set, kind, key), table)
+        if written is None:
+            path = store.write_part(_dataset(pair_set, kind, key), table)
+        else:
+            path = Path(written[0])
+            store.register_part(_dataset(pair_set, kind, key), path, written[1])
         store.con.execute(
             "INSERT OR REPLACE INTO pair_job_chunks (pair_set, kind, key, chunk, path, seconds) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -101,21 +108,49 @@ def _worker_init(scoring: Scoring, backend: str) -> None:
     _WORKER["scoring"] = scoring
 
 
-def _worker_align(chunk: int):
-    """Align one chunk; the pair data is in _WORKER (set before the fork)."""
-    seq, ia, ib, chunk_size, n_pairs = _WORKER["data"]
+def align_chunk(data: tuple, scoring: Scoring, engine, chunk: int):
+    """Align chunk `chunk` of the pairs in `data` = (sequences, ia, ib, chunk_size, n_pairs)
+    -> (chunk, per-pair results, seconds). Shared by the local pool and the Ray actors."""
+    seq, ia, ib, chunk_size, n_pairs = data
     lo, hi = chunk * chunk_size, min(n_pairs, (chunk + 1) * chunk_size)
     t0 = time.perf_counter()
-    out = align_many([seq[i] for i in ia[lo:hi]], [seq[j] for j in ib[lo:hi]],
-                     _WORKER["scoring"], _engine=_WORKER["engine"])
+    out = align_many([seq[i] for i in ia[lo:hi]], [seq[j] for j in ib[lo:hi]], scoring, _engine=engine)
     return chunk, out, time.perf_counter() - t0
+
+
+def align_table(name: str, key: str, proteins: list[str], ia, ib, chunk: int, chunk_size: int, n_pairs: int,
+                out: dict) -> pa.Table:
+    """A chunk's alignment results as a Parquet-ready table (ALIGN_SCHEMA)."""
+    lo, hi = chunk * chunk_size, min(n_pairs, (chunk + 1) * chunk_size)
+    table = pa.table({
+        "pair_set": constant_column(name, hi - lo),
+        "alignment": constant_column(key, hi - lo),
+        "pair_id": pa.array(np.arange(lo, hi, dtype=np.int64)),
+        "accession_a": _take(proteins, ia[lo:hi]),
+        "accession_b": _take(proteins, ib[lo:hi]),
+        **{f: pa.array(out[f]) for f, _ in RESULT_FIELDS}}, schema=ALIGN_SCHEMA)
+    # NaN identity (empty local alignment) is stored as NULL
+    ident = pa.array(out["identity"], pa.float64(), mask=np.isnan(out["identity"]))
+    return table.set_column(table.schema.get_field_index("identity"), "identity", ident)
+
+
+def _worker_align(chunk: int):
+    """Align one chunk; the pair data is in _WORKER (set before the fork)."""
+    return align_chunk(_WORKER["data"], _WORKER["scoring"], _WORKER["engine"], chunk)
 
 
 def align_pair_set(store: Store, name: str, scoring: Scoring | None = None, threads: int = 1,
                    chunk_size: int = 20_000, backend: str = "parasail",
-                   progress: Callable[[int, int], None] | None = None) -> JobResult:
+                   progress: Callable[[int, int], None] | None = None, engine: str = "local",
+                   ray_options: dict | None = None) -> JobResult:
     """Align every pair of pair set `name` (resumable); results in dataset
-    pairs/<name>/align/<alignment key>, view `pairs`. `progress(pairs_done, pairs_total)`."""
+    pairs/<name>/align/<alignment key>, view `pairs`. `progress(pairs_done, pairs_total)`.
+
+    engine 'local': `threads` processes here; 'ray': chunks distributed over a Ray cluster
+    (ray_options: address, workers, cpus_per_worker; see protiso.distributed.pairs), same
+    outputs and resume rule."""
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine {engine!r}: choose local or ray")
     sc = scoring or Scoring()
     ps = get_pair_set(store, name)
     if chunk_size < 1 or threads < 1:
@@ -124,6 +159,7 @@ def align_pair_set(store: Store, name: str, scoring: Scoring | None = None, thre
     params = {**sc.describe(), "backend": backend}
     n_chunks = -(-ps.n_pairs // chunk_size)
     done = _start_job(store, name, "align", key, params, chunk_size, n_chunks)
+    store.clean_orphan_parts(_dataset(name, "align", key))   # written by a killed job, never registered
     todo = [c for c in range(n_chunks) if c not in done]
     proteins, ia, ib = pair_indices(store, name)
     by_acc = sequences(store, proteins)
@@ -132,26 +168,24 @@ def align_pair_set(store: Store, name: str, scoring: Scoring | None = None, thre
     if progress:
         progress(done_pairs, ps.n_pairs)
 
-    _WORKER["data"] = (seq, ia, ib, chunk_size, ps.n_pairs)
-    def save(chunk, out, seconds):
+    data = (seq, ia, ib, chunk_size, ps.n_pairs)
+
+    def save(chunk, out, seconds, written=None):
         nonlocal done_pairs
-        lo, hi = chunk * chunk_size, min(ps.n_pairs, (chunk + 1) * chunk_size)
-        table = pa.table({
-            "pair_set": constant_column(name, hi - lo),
-            "alignment": constant_column(key, hi - lo),
-            "pair_id": pa.array(np.arange(lo, hi, dtype=np.int64)),
-            "accession_a": _take(proteins, ia[lo:hi]),
-            "accession_b": _take(proteins, ib[lo:hi]),
-            **{f: pa.array(out[f]) for f, _ in RESULT_FIELDS}}, schema=ALIGN_SCHEMA)
-        # NaN identity (empty local alignment) is stored as NULL
-        ident = pa.array(out["identity"], pa.float64(), mask=np.isnan(out["identity"]))
-        table = table.set_column(table.schema.get_field_index("identity"), "identity", ident)
-        _save_chunk(store, name, "align", key, chunk, table, seconds)
-        done_pairs += hi - lo
+        table = None if written else align_table(name, key, proteins, ia, ib, chunk, chunk_size, ps.n_pairs, out)
+        _save_chunk(store, name, "align", key, chunk, table, seconds, written)
+        done_pairs += min(ps.n_pairs, (chunk + 1) * chunk_size) - chunk * chunk_size
         if progress:
             progress(done_pairs, ps.n_pairs)
 
     total = 0.0
+    if engine == "ray":
+        from protiso.distributed.pairs import ray_align
+        total = ray_align(store, name, key, sc, backend, data, proteins, todo,
+                          str(store.dataset_dir(_dataset(name, "align", key))), save, **(ray_options or {}))
+        _finish_job(store, name, "align", key)
+        return JobResult(name, "align", key, ps.n_pairs, n_chunks, len(todo), total, params)
+    _WORKER["data"] = data
     if threads == 1 or len(todo) <= 1:
         _worker_init(sc, backend)
         for chunk in todo:

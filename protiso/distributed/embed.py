@@ -1,0 +1,196 @@
+"""`embed --engine ray`: the driver plans the work (same selection and resume rule as the local
+engine, see protiso.embed) and hands it to Ray Data as Arrow blocks in the object store (not
+through read_parquet, whose listing task would wait for a CPU that the actors hold on CPU-only
+clusters); a pool of `EmbedActor`s (one model load each) runs the same `_Embedder` code. Each
+actor task writes its Parquet parts atomically into the run's directories and returns the part list, the per-protein statuses and the statistics of its proteins; the driver
+feeds these to the same `_Committer` as the local engine, which registers them in the catalog."""
+from __future__ import annotations
+
+import io
+import json
+from typing import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from protiso.store import write_part_file
+from protiso.distributed.ray_util import connect, resources, unwrap
+from protiso.errors import ProtisoError
+from protiso.isotropy.stats import SufficientStats
+
+TODO_SCHEMA = pa.schema([("idx", pa.int64()), ("accession", pa.string()), ("sequence", pa.string()),
+                         ("length", pa.int32()), ("status", pa.string()), ("write", pa.bool_()),
+                         ("stats", pa.bool_()), ("local", pa.bool_())])
+
+
+def stats_to_bytes(stats: dict[int, dict[str, SufficientStats]] | None) -> bytes:
+    """layer -> residue type -> statistics, as .npz bytes (float64, exact)."""
+    if not stats:
+        return b""
+    arrays = {}
+    for la, per in stats.items():
+        for aa, s in per.items():
+            k = f"{la}__{ord(aa)}"
+            arrays.update({f"{k}__n": np.int64(s.n), f"{k}__sum": s.sum, f"{k}__sum_outer": s.sum_outer,
+                           f"{k}__sum_unit": s.sum_unit})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def stats_from_bytes(data: bytes, layers: list[int]) -> dict[int, dict[str, SufficientStats]] | None:
+    if not data:
+        return None
+    out: dict[int, dict[str, SufficientStats]] = {la: {} for la in layers}
+    with np.load(io.BytesIO(data)) as z:
+        for key in [k[:-3] for k in z.files if k.endswith("__n")]:
+            la, code = (int(x) for x in key.split("__"))
+            out.setdefault(la, {})[chr(code)] = SufficientStats(
+                int(z[f"{key}__n"]), z[f"{key}__sum"], z[f"{key}__sum_outer"], z[f"{key}__sum_unit"])
+    return out
+
+
+def _load(model: str, device: str, weights: str | None, offline: bool | None):
+    from protiso.embed import resolve_device
+    from protiso.models.base import LoadOptions
+    from protiso.models.registry import load_model
+
+    return load_model(model, LoadOptions(device=resolve_device(device), dtype="float32", weights=weights,
+                                         offline=bool(offline) if offline is not None else False))
+
+
+def _resolve_remote(model: str, device: str, weights: str | None, offline: bool | None, settings: dict):
+    """On a worker (so with the workers' device): load the model and resolve the run settings."""
+    from protiso.embed import resolve_config
+
+    return resolve_config(_load(model, device, weights, offline), **settings)
+
+
+class EmbedActor:
+    """A Ray Data map_batches actor: loads the model once, then embeds Arrow batches of the todo
+    list, writes their parts and returns one row describing them."""
+
+    def __init__(self, model: str, device: str, weights: str | None, offline: bool | None, cfg, run_id: str,
+                 policy: str, local_stats: bool, dirs: dict[str, str]):
+        from protiso.embed import _Embedder
+
+        adapter = _load(model, device, weights, offline)
+        if adapter.revision != cfg.revision or adapter.dim != cfg.dim:
+            raise ProtisoError(f"a Ray worker loaded {model} at revision {adapter.revision} (dim {adapter.dim}), "
+                               f"but the run uses revision {cfg.revision} (dim {cfg.dim}): give every node "
+                               "the same model files")
+        adapter.set_dtype(cfg.dtype)
+        self.embedder = _Embedder(adapter, cfg, run_id, policy, local_stats)
+        self.dirs = dirs
+
+    def __call__(self, batch: pa.Table) -> dict:
+        from protiso.embed import _Protein
+
+        cols = {name: batch.column(name).to_pylist() for name in batch.column_names}
+        order = np.argsort(np.asarray(cols["length"]), kind="stable")   # batches stay length-sorted
+        prots = [_Protein(cols["accession"][i], cols["sequence"][i], cols["length"][i], cols["status"][i],
+                          write=cols["write"][i], stats=cols["stats"][i], local=cols["local"][i]) for i in order]
+        self.embedder.process(prots)
+        chunk = self.embedder.take()
+        parts = []
+        for dataset, table in chunk.tables:
+            path = write_part_file(self.dirs[dataset], table)
+            parts.append((dataset, str(path), table.num_rows))
+        return {"idx": [np.asarray(cols["idx"], np.int64).tobytes()], "parts": [json.dumps(parts)],
+                "statuses": [json.dumps(chunk.statuses)], "counts": [json.dumps(chunk.counts)],
+                "stats": [stats_to_bytes(chunk.stats)], "n": [chunk.n_proteins], "residues": [chunk.residues]}
+
+
+class RayEmbedEngine:
+    """Runs the embedding of one `embed` call on a Ray cluster (see the module docstring)."""
+
+    def __init__(self, model: str, device: str, weights: str | None, offline: bool | None,
+                 address: str | None = None, workers: int | None = None, gpus_per_worker: float | None = None,
+                 cpus_per_worker: float = 1.0, task_rows: int = 512):
+        self.ray = connect(address)
+        self.model, self.device, self.weights, self.offline = model, device, weights, offline
+        self.gpus, self.cpus, self.workers = resources(self.ray, gpus_per_worker, cpus_per_worker, workers)
+        if task_rows < 1:
+            raise ProtisoError("task_rows must be >= 1")
+        self.task_rows = task_rows
+        self.overhead: dict = {}
+
+    def resolve(self, settings: dict):
+        """The run's ModelConfig, resolved on a worker with the workers' resources."""
+        task = self.ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(_resolve_remote)
+        try:
+            return self.ray.get(task.remote(self.model, self.device, self.weights, self.offline, settings))
+        except Exception as exc:   # noqa: BLE001 - Ray wraps the worker's exception
+            raise unwrap(exc) from None
+
+    def run(self, store, run, cfg, policy: str, local_stats: bool,
+            windows: Iterator[tuple[int, list, list[tuple]]], n_total: int,
+            on_chunk: Callable[[object, list[tuple]], None]) -> None:
+        """Plan -> Arrow blocks -> actors -> `on_chunk(Chunk, skipped)` per finished task."""
+        import time
+
+        from protiso.embed import embeddings_dataset, local_dataset
+
+        ray = self.ray
+        refs, n = [], 0
+        for _, prots, skipped in windows:     # the driver's plan, as Arrow blocks in the object store
+            if skipped:
+                on_chunk(None, skipped)
+            for lo in range(0, len(prots), self.task_rows):   # one block per actor task
+                block = prots[lo:lo + self.task_rows]
+                refs.append(ray.put(pa.table({
+                    "idx": np.arange(n, n + len(block), dtype=np.int64),
+                    "accession": [p.accession for p in block], "sequence": [p.sequence for p in block],
+                    "length": [p.length for p in block], "status": [p.status for p in block],
+                    "write": [p.write for p in block], "stats": [p.stats for p in block],
+                    "local": [p.local for p in block]}, schema=TODO_SCHEMA)))
+                n += len(block)
+        if n == 0:
+            return
+        dirs = {d: str(store.dataset_dir(d)) for d in (embeddings_dataset(run.run_id), local_dataset(run.run_id))}
+        ds = ray.data.from_arrow_refs(refs).map_batches(
+            EmbedActor, fn_constructor_args=(self.model, self.device, self.weights, self.offline, cfg,
+                                             run.run_id, policy, local_stats, dirs),
+            batch_size=self.task_rows, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=self.cpus, num_gpus=self.gpus)
+        del refs
+        seen = np.zeros(n, bool)     # a task retried by Ray must not be registered twice
+        stats, t_wait = {"results": 0, "driver_s": 0.0}, time.perf_counter()
+        it = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
+        try:
+            self._consume(store, it, seen, cfg, on_chunk, stats)
+        finally:
+            close = getattr(it, "close", None)
+            if close:
+                close()          # stops the pipeline (and its actors) if we leave early
+        self.overhead = {"results": stats["results"], "driver_seconds": stats["driver_s"],
+                         "wall_seconds": time.perf_counter() - t_wait}
+
+    @staticmethod
+    def _consume(store, it, seen, cfg, on_chunk, stats) -> None:
+        import time
+
+        from protiso.embed import Chunk
+
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                break
+            except Exception as exc:   # noqa: BLE001 - Ray wraps the worker's exception
+                raise unwrap(exc) from None
+            t_in = time.perf_counter()
+            for row in batch.to_pylist():
+                idx = np.frombuffer(row["idx"], np.int64)
+                parts = [tuple(p) for p in json.loads(row["parts"])]
+                if seen[idx].any():
+                    for _, path, _ in parts:
+                        store.root.joinpath(path).unlink(missing_ok=True)
+                    continue
+                seen[idx] = True
+                chunk = Chunk([], [tuple(s) for s in json.loads(row["statuses"])], json.loads(row["counts"]),
+                              stats_from_bytes(row["stats"], cfg.layers), row["n"], row["residues"],
+                              parts=parts, indices=idx)
+                on_chunk(chunk, [])
+                stats["results"] += 1
+            stats["driver_s"] += time.perf_counter() - t_in

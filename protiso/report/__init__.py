@@ -1,0 +1,397 @@
+"""A self-contained static HTML report of a store: the paper's table beside the published
+figures, spectra, isotropy per layer / checkpoint / group, local per-residue isotropy, and
+the pair analyses (correlation matrix, distance vs identity, GO similarity).
+
+`build_report(store, out_dir)` writes out_dir/report.html (images inline as PNG data URIs)
+and returns its path. Every number taken from table `metrics` is rendered in a cell carrying
+its metric_id and field name (data-metric-id, data-field) so it can be checked against the
+catalog; every figure has a provenance line (runs, filter, n, seed). An inline script marks,
+after load, any image that failed to decode (element #image-check, data-broken)."""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from protiso import __version__
+from protiso.errors import InputError
+from protiso.report import data, figures
+from protiso.store import Store
+
+REPORT_NAME = "report.html"
+SECTIONS = (
+    ("paper-table", "Isotropy: the paper's table"),
+    ("spectra", "Eigenvalue spectra"),
+    ("layers", "Isotropy per layer"),
+    ("checkpoints", "Isotropy over training checkpoints"),
+    ("groups", "Isotropy per group (organism, GO)"),
+    ("local", "Local (per-residue-type) isotropy"),
+    ("correlations", "Correlation matrix"),
+    ("pairs", "Embedding distance vs sequence identity and alignment score"),
+    ("go", "GO-term similarity"),
+    ("runs", "Embedding runs"),
+)
+CORR_VARS = ("cosine", "sq_euclidean", "score", "identity", "go_jaccard")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1100px;
+padding:1rem 2rem;color:#222;line-height:1.4}
+h1{margin-bottom:.2rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}th{background:#f3f3f3}
+td.t,th.t{text-align:left}figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eee}
+.scroll{overflow-x:auto;max-width:100%}
+.prov{font-size:.78rem;color:#555;font-family:ui-monospace,monospace;word-break:break-word}
+.empty{color:#8a6d3b;background:#fcf8e3;padding:.4rem .6rem}.note{font-size:.85rem;color:#444}
+nav a{margin-right:.8rem;font-size:.85rem}#image-check{font-size:.8rem;color:#555}
+"""
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) { return !i.complete || i.naturalWidth === 0; })
+                   .map(function (i) { return i.getAttribute('data-figure') || i.alt; });
+  var el = document.getElementById('image-check');
+  el.setAttribute('data-images', String(imgs.length));
+  el.setAttribute('data-broken', broken.join('|'));
+  el.setAttribute('data-checked', 'yes');
+  el.textContent = broken.length ? ('Images that failed to load: ' + broken.join(', '))
+                                 : ('All ' + imgs.length + ' images loaded.');
+});
+"""
+
+
+def _e(x) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def fmt(value) -> str:
+    """How numbers are shown: 6 significant digits, integers in full."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.6g}"
+
+
+def metric_cell(row: dict, fieldname: str) -> str:
+    """A table cell showing metrics[field] of row['metric_id'], tagged for checking."""
+    return (f'<td data-metric-id="{int(row["metric_id"])}" data-field="{_e(fieldname)}">'
+            f'{_e(fmt(row[fieldname]))}</td>')
+
+
+def _filter_text(f: str | None) -> str:
+    return f if f else "all proteins"
+
+
+@dataclass
+class _Doc:
+    parts: list[str] = field(default_factory=list)
+    n_figures: int = 0
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def figure(self, uri: str, name: str, caption: str, provenance: str) -> None:
+        self.n_figures += 1
+        self.add(f'<figure data-figure="{_e(name)}"><img src="{uri}" alt="{_e(caption)}" '
+                 f'data-figure="{_e(name)}"><figcaption>{_e(caption)}</figcaption>'
+                 f'<div class="prov">provenance: {_e(provenance)}</div></figure>')
+
+    def empty(self, text: str) -> None:
+        self.add(f'<p class="empty">{_e(text)}</p>')
+
+
+def _prov(rows: list[dict], extra: str = "") -> str:
+    """run, filter, n, seed (and more) of the rows behind a figure."""
+    bits = []
+    for r in rows:
+        seed = r.get("seed")
+        bits.append(f"run {r['run_id']} layer {r.get('layer')} filter [{_filter_text(r.get('filter'))}] "
+                    f"n={r.get('n')} seed={'none (deterministic)' if seed is None else seed}")
+    text = "; ".join(bits)
+    return (text + ("; " + extra if extra else "")) + f"; protiso {__version__}"
+
+
+# ---------------------------------------------------------------------------- sections
+
+def _paper_table(doc: _Doc, store: Store) -> None:
+    rows = data.paper_table(store)
+    doc.add('<p class="note">IsoScore (Rudman et al.) from the covariance spectrum; effective dimensions = '
+            'IsoScore &times; (d &minus; 1) + 1; average cosine over all pairs of proteins (exact). One row per '
+            "run at its last layer. Published figures: Hakim, Roy &amp; Rahman 2025, global, Swiss-Prot.</p>")
+    if not rows:
+        doc.empty("No isotropy results yet: run `protiso reproduce` or `protiso isotropy --model ...`.")
+        return
+    doc.add('<table id="paper-table-rows"><tr><th class="t">model</th><th class="t">run</th><th>layer</th>'
+            '<th class="t">filter</th><th>n</th><th>dim</th><th>IsoScore</th><th>effective dims</th>'
+            '<th>average cosine</th><th>published IsoScore</th><th>published effective dims</th></tr>')
+    for r in rows:
+        pub = r["published"]
+        doc.add(f'<tr data-run="{_e(r["run_id"])}"><td class="t">{_e(r["model"])}</td>'
+                f'<td class="t">{_e(r["run_id"])}</td>{metric_cell(r, "layer")}'
+                f'<td class="t">{_e(_filter_text(r["filter"]))}</td>{metric_cell(r, "n")}{metric_cell(r, "d")}'
+                f'{metric_cell(r, "isoscore")}{metric_cell(r, "effective_dims")}{metric_cell(r, "avg_cosine")}'
+                + (f'<td data-published="{_e(pub["label"])}">{pub["isoscore"]:.6f}</td>'
+                   f'<td>{pub["effective_dims"]}</td>' if pub else "<td>&mdash;</td><td>&mdash;</td>")
+                + "</tr>")
+    doc.add("</table>")
+    missing = [k for k in data.PUBLISHED if not any(data.published_for(r["model"], r["model_id"], r["family"])
+                                                     is data.PUBLISHED[k] for r in rows)]
+    if missing:
+        doc.add('<p class="note">Published models without a run in this store (not available here): '
+                + ", ".join(f'{_e(data.PUBLISHED[k]["label"])} ({data.PUBLISHED[k]["isoscore"]:.6f}, '
+                            f'{data.PUBLISHED[k]["effective_dims"]} dims)' for k in missing) + ".</p>")
+
+
+def _spectra(doc: _Doc, store: Store) -> None:
+    rows = data.paper_table(store)
+    if not rows:
+        doc.empty("No runs with isotropy results.")
+        return
+    series, provs = [], []
+    for r in rows:
+        n, lam, source = data.spectrum(store, r["run_id"], r["layer"], r["filter"])
+        series.append((f"{r['model']} (L{r['layer']})", lam))
+        provs.append(f"run {r['run_id']} layer {r['layer']} filter [{_filter_text(r['filter'])}] n={n} "
+                     f"seed=none (deterministic) eigenvalues {source}")
+    doc.figure(figures.spectra(series), "spectra",
+               "Covariance eigenvalues as shares of the total variance (log-log): a few dominant "
+               "directions mean an anisotropic space.", "; ".join(provs) + f"; protiso {__version__}")
+    for (run_id, filt), rows in data.layer_series(store).items():
+        series, provs = [], []
+        for r in rows:
+            n, lam, source = data.spectrum(store, run_id, r["layer"], filt)
+            series.append((f"layer {r['layer']}", lam))
+            provs.append(f"layer {r['layer']} n={n} eigenvalues {source}")
+        doc.figure(figures.spectra(series), f"spectra-layers-{run_id}",
+                   f"{rows[0]['model']}: spectra of every embedded layer.",
+                   f"run {run_id} filter [{_filter_text(filt)}] seed=none (deterministic); "
+                   + "; ".join(provs) + f"; protiso {__version__}")
+
+
+def _layers(doc: _Doc, store: Store) -> None:
+    series = data.layer_series(store)
+    if not series:
+        doc.empty("No run has isotropy results at more than one layer (embed with --layers all).")
+        return
+    doc.figure(figures.two_panel_lines(
+        [(f"{v[0]['model']}", [r["layer"] for r in v], [r["isoscore"] for r in v],
+          [r["effective_dims"] for r in v]) for v in series.values()],
+        "layer (hidden-state index)", ("IsoScore", "effective dimensions")),
+        "layers", "IsoScore and effective dimensions per layer.",
+        _prov([r for v in series.values() for r in v]))
+    _metric_table(doc, "layer-table", ["run", "layer"], [r for v in series.values() for r in v],
+                  lambda r: f'<td class="t">{_e(r["run_id"])}</td>{metric_cell(r, "layer")}')
+
+
+def _metric_table(doc: _Doc, css_class: str, lead_headers: list[str], rows: list[dict], lead) -> None:
+    """A table of metrics rows: the leading cells `lead(row)`, then n, IsoScore, effective dims and
+    average cosine, each tagged with its `metrics` row so the tests can check it against SQL."""
+    head = "".join(f'<th class="t">{h}</th>' if i == 0 else f"<th>{h}</th>" for i, h in enumerate(lead_headers))
+    doc.add(f'<table class="{css_class}"><tr>{head}<th>n</th><th>IsoScore</th>'
+            '<th>effective dims</th><th>average cosine</th></tr>')
+    for r in rows:
+        doc.add(f'<tr>{lead(r)}{metric_cell(r, "n")}{metric_cell(r, "isoscore")}'
+                f'{metric_cell(r, "effective_dims")}{metric_cell(r, "avg_cosine")}</tr>')
+    doc.add("</table>")
+
+
+def _checkpoints(doc: _Doc, store: Store) -> None:
+    series = data.checkpoint_series(store)
+    if not series:
+        doc.empty("No training checkpoints embedded (e.g. `protiso-mini@step0`, `protiso-mini@step100`).")
+        return
+    doc.figure(figures.two_panel_lines(
+        [(base, [r["step"] for r in v], [r["isoscore"] for r in v], [r["effective_dims"] for r in v])
+         for (base, _), v in series.items()], "training step", ("IsoScore", "effective dimensions")),
+        "checkpoints", "Isotropy of the last layer over training (step 0 = random initialisation).",
+        _prov([r for v in series.values() for r in v]))
+    _metric_table(doc, "checkpoint-table", ["model", "step"], [r for v in series.values() for r in v],
+                  lambda r: f'<td class="t">{_e(r["model"])}</td><td>{r["step"]}</td>')
+
+
+def _group_label(group_by: str) -> str:
+    if "list_contains(terms" in group_by:
+        return "GO term (most frequent of the listed terms a protein carries)"
+    return group_by
+
+
+def _groups(doc: _Doc, store: Store, max_bars: int = 15, min_n: int = 10) -> None:
+    groups = data.group_rows(store)
+    if not groups:
+        doc.empty("No grouped isotropy results (`protiso isotropy --group-by ...`).")
+        return
+    doc.add(f'<p class="note">Groups of at least {min_n} proteins, largest first (at most {max_bars}).</p>')
+    for (run_id, layer, filt, group_by), rows in groups.items():
+        shown = [r for r in rows if r["n"] >= min_n][:max_bars]
+        if not shown:
+            doc.empty(f"{run_id}: no group of {_group_label(group_by)} has {min_n} proteins.")
+            continue
+        labels = [str(r["group_key"]) if r["group_key"] is not None else "(none)" for r in shown]
+        labels = [s if len(s) <= 28 else s[:26] + "…" for s in labels]
+        doc.figure(figures.bars(labels, [r["effective_dims"] for r in shown], "effective dimensions",
+                                f"{shown[0]['model']}: by {_group_label(group_by)}"),
+                   f"groups-{run_id}-{layer}", f"Effective dimensions per group ({_group_label(group_by)}), "
+                   f"{len(shown)} largest groups.",
+                   f"run {run_id} layer {layer} filter [{_filter_text(filt)}] group-by [{group_by}] "
+                   f"{len(shown)} groups, n={sum(r['n'] for r in shown)} proteins "
+                   f"({min(r['n'] for r in shown)}-{max(r['n'] for r in shown)} per group) "
+                   f"seed=none (deterministic); protiso {__version__}")
+        _metric_table(doc, "group-table", ["group"], shown, lambda r: '<td class="t">'
+                      f'{_e(r["group_key"] if r["group_key"] is not None else "(none)")}</td>')
+
+
+def _local(doc: _Doc, store: Store) -> None:
+    local = data.local_rows(store)
+    if not local:
+        doc.empty("No local results (embed with --local-stats, then `protiso isotropy --level local`).")
+        return
+    doc.add(f'<p class="note">The paper: about {data.PUBLISHED_LOCAL_PROTBERT} effective dimensions per '
+            "amino-acid type on average for ProtBERT.</p>")
+    summary = store.sql("SELECT run_id, layer, n_residue_types, n_residues, mean_effective_dims, "
+                        "min_effective_dims, max_effective_dims FROM local_isotropy_summary").to_pylist()
+    if summary:
+        doc.add('<table class="local-summary"><tr><th class="t">run</th><th>layer</th><th>residue types</th>'
+                '<th>residues</th><th>mean effective dims</th><th>min</th><th>max</th></tr>')
+        for r in summary:
+            doc.add(f'<tr><td class="t">{_e(r["run_id"])}</td><td>{r["layer"]}</td><td>{r["n_residue_types"]}</td>'
+                    f'<td>{r["n_residues"]}</td><td data-local-mean="{_e(r["run_id"])}/{r["layer"]}">'
+                    f'{_e(fmt(r["mean_effective_dims"]))}</td><td>{_e(fmt(r["min_effective_dims"]))}</td>'
+                    f'<td>{_e(fmt(r["max_effective_dims"]))}</td></tr>')
+        doc.add("</table>")
+    latest_layer: dict = {}
+    for run_id, layer in local:
+        latest_layer[run_id] = max(layer, latest_layer.get(run_id, layer))
+    for run_id, layer in sorted(latest_layer.items()):
+        rows = local[(run_id, layer)]
+        per = [r for r in rows if r["group_by"] == "residue" and r["effective_dims"] is not None]
+        if not per:
+            continue
+        mean = float(np.mean([r["effective_dims"] for r in per]))
+        run_filter = store.scalar("SELECT where_filter FROM runs WHERE run_id = ?", [run_id])
+        doc.figure(figures.bars([r["group_key"] for r in per], [r["effective_dims"] for r in per],
+                                "effective dimensions", f"{per[0]['model']} layer {layer}", mean,
+                                f"mean {mean:.2f}"),
+                   f"local-{run_id}", "Effective dimensions of the residue vectors of each amino-acid type.",
+                   f"run {run_id} layer {layer} level local, filter [{_filter_text(run_filter)}] "
+                   f"(the proteins embedded), n={sum(r['n'] for r in per)} residues, "
+                   f"seed=none (deterministic); protiso {__version__}")
+        _metric_table(doc, "local-table", ["residue"], rows,
+                      lambda r: f'<td class="t">{_e(r["group_key"] or "all residues")}</td>')
+
+
+def _pair_prov(c: dict) -> str:
+    sample = f"fraction {c['fraction']}" if c.get("fraction") is not None else f"{c.get('n_proteins')} proteins"
+    return (f"pair set {c['pair_set']} ({c.get('strategy')}, {sample}, filter [{_filter_text(c.get('where_sql'))}], "
+            f"seed {c.get('seed')}); run {c['run_id']} layer {c['layer']}; alignment {c['alignment']}; "
+            f"n={c['n_pairs']} pairs; protiso {__version__}")
+
+
+def _correlations(doc: _Doc, store: Store, rows: list[dict]) -> None:
+    if not rows:
+        doc.empty("No pair set with alignments and embedding distances (`protiso reproduce` or "
+                  "`protiso pairs sample/align/distances`).")
+        return
+    doc.add('<p class="note">The paper (ProtBERT): cosine vs squared Euclidean 0.791, alignment score vs '
+            "identity 0.847, cross terms between 0.014 and &minus;0.146. Here cosine is a similarity and "
+            "squared Euclidean a distance, so their correlation is expected to be negative.</p>")
+    for c in rows:
+        m = np.full((len(CORR_VARS), len(CORR_VARS)), np.nan)
+        for i, u in enumerate(CORR_VARS):
+            for j, v in enumerate(CORR_VARS):
+                val = 1.0 if u == v else c.get(f"{u}_{v}", c.get(f"{v}_{u}"))
+                m[i, j] = np.nan if val is None else val
+        doc.figure(figures.heatmap(m, list(CORR_VARS), f"{c['run_id']} L{c['layer']}"),
+                   f"corr-{c['pair_set']}-{c['run_id']}", "Pearson correlations between embedding "
+                   "cosine, squared Euclidean distance, alignment score, identity and GO Jaccard.", _pair_prov(c))
+        doc.add(f'<table class="corr-table" data-pair-set="{_e(c["pair_set"])}" data-run="{_e(c["run_id"])}">'
+                '<tr><th class="t">pair of variables</th><th>Pearson r</th></tr>')
+        for key in ("cosine_sq_euclidean", "score_identity", "cosine_score", "cosine_identity",
+                    "sq_euclidean_score", "sq_euclidean_identity"):
+            doc.add(f'<tr><td class="t">{key}</td><td data-corr="{key}">{_e(fmt(c.get(key)))}</td></tr>')
+        doc.add("</table>")
+
+
+def _pairs(doc: _Doc, store: Store, rows: list[dict]) -> None:
+    if not rows:
+        doc.empty("No pairs with embedding distances yet.")
+        return
+    for c in rows:
+        pts = data.pair_points(store, c)
+        doc.figure(figures.hexbins(pts), f"pairs-{c['pair_set']}-{c['run_id']}",
+                   f"{c['run_id']}: embedding similarity and distance against sequence identity and alignment "
+                   f"score ({len(pts['cosine'])} pairs drawn). The paper saw a wide spread at low identity "
+                   "that narrows at high identity.", _pair_prov(c))
+
+
+def _go(doc: _Doc, store: Store, rows: list[dict]) -> None:
+    rows = [c for c in rows if c.get("cosine_go_jaccard") is not None]
+    if not rows:
+        doc.empty("No pairs with GO annotations on both sides.")
+        return
+    for c in rows:
+        bins = data.go_bins(store, c)
+        labels = [f"{b['lo']:.1f}-{b['hi']:.1f}" for b in bins]
+        doc.figure(figures.two_panel_lines(
+            [(c["run_id"], labels, [b["cosine"] for b in bins], [b["identity"] for b in bins])],
+            "GO-term Jaccard overlap of the pair", ("mean cosine similarity", "mean alignment identity")),
+            f"go-{c['pair_set']}-{c['run_id']}", "Embedding similarity and sequence identity against the "
+            "overlap of the two proteins' GO terms.", _pair_prov(c))
+        doc.add('<table class="go-table"><tr><th class="t">correlation with GO Jaccard</th><th>Pearson r</th></tr>')
+        for key in ("cosine_go_jaccard", "sq_euclidean_go_jaccard", "score_go_jaccard", "identity_go_jaccard"):
+            doc.add(f'<tr><td class="t">{key}</td><td data-corr="{key}">{_e(fmt(c.get(key)))}</td></tr>')
+        doc.add("</table>")
+
+
+def _runs(doc: _Doc, store: Store) -> None:
+    runs = data.runs(store)
+    if not runs:
+        doc.empty("No embedding runs.")
+        return
+    cols = ("run_id", "model", "model_id", "family", "dim", "layers", "pooling", "dtype", "max_length",
+            "length_policy", "status", "n_done", "n_truncated", "n_failed", "local_stats", "where_filter",
+            "revision")
+    doc.add('<div class="scroll"><table><tr>' + "".join(f'<th class="t">{c}</th>' for c in cols) + "</tr>")
+    for r in runs:
+        doc.add("<tr>" + "".join(f'<td class="t">{_e(r.get(c))}</td>' for c in cols) + "</tr>")
+    doc.add("</table></div>")
+
+
+# ---------------------------------------------------------------------------- entry point
+
+def build_report(store: Store, out_dir: str | os.PathLike | None = None) -> Path:
+    """Write the report to out_dir/report.html (default: <store>/report) and return the path."""
+    out = Path(out_dir) if out_dir is not None else store.root / "report"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    corr = data.correlation_rows(store)
+    doc = _Doc()
+    builders = {"paper-table": _paper_table, "spectra": _spectra, "layers": _layers,
+                "checkpoints": _checkpoints, "groups": _groups, "local": _local,
+                "correlations": lambda d, s: _correlations(d, s, corr),
+                "pairs": lambda d, s: _pairs(d, s, corr), "go": lambda d, s: _go(d, s, corr), "runs": _runs}
+    n_proteins = store.scalar("SELECT count(*) FROM proteins")
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc.add(f'<h1>protiso report</h1><p class="note">Store {_e(store.root)}: {n_proteins:,} proteins. '
+            f"Generated {now} by protiso {__version__}. Reproduces and extends "
+            "&ldquo;A Look at the Isotropy of Pretrained Protein Language Models&rdquo; "
+            "(Hakim, Roy, Rahman; arXiv 2510.10655).</p>")
+    doc.add("<nav>" + "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title in SECTIONS) + "</nav>")
+    doc.add('<p id="image-check" data-checked="no">Checking images&hellip;</p>')
+    for sid, title in SECTIONS:
+        doc.add(f'<section id="{sid}" data-section="{sid}"><h2>{_e(title)}</h2>')
+        builders[sid](doc, store)
+        doc.add("</section>")
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>protiso report</title>"
+            f"<style>{_CSS}</style></head><body>" + "\n".join(doc.parts)
+            + f"<script>{_SCRIPT}</script></body></html>\n")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / REPORT_NAME
+    tmp = out / f".{REPORT_NAME}.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,163 @@
+"""What the report shows, gathered from the catalog (metrics, runs, pair views, spectra).
+
+Each function returns plain rows (dicts) or NumPy arrays; nothing here draws or formats."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from protiso.store import Store
+
+# The paper's published global figures (SwissProt; DESIGN.md), by registry alias and HF id.
+PUBLISHED = {
+    "prot_bert": {"label": "ProtBERT", "dim": 1024, "isoscore": 0.001658, "effective_dims": 3},
+    "prot_bert_bfd": {"label": "ProtBERT-BFD", "dim": 1024, "isoscore": 0.003968, "effective_dims": 6},
+    "prot_xlnet": {"label": "ProtXLNet", "dim": 1024, "isoscore": 0.001502, "effective_dims": 3},
+    "proteinbert": {"label": "ProteinBERT", "dim": 512, "isoscore": 0.231228, "effective_dims": 120},
+}
+_HF_IDS = {"Rostlab/prot_bert": "prot_bert", "Rostlab/prot_bert_bfd": "prot_bert_bfd",
+           "Rostlab/prot_xlnet": "prot_xlnet"}
+PUBLISHED_LOCAL_PROTBERT = 14     # about 14 effective dimensions per amino-acid type (ProtBERT)
+_STEP_RE = re.compile(r"^(.*)@step(\d+)$")
+
+
+def published_for(model: str | None, model_id: str | None, family: str | None) -> dict | None:
+    """The published row for a run's model, if the paper reports one."""
+    key = model if model in PUBLISHED else _HF_IDS.get(model_id or "")
+    if key is None and family == "proteinbert" and model == "proteinbert":
+        key = "proteinbert"
+    return PUBLISHED.get(key) if key else None
+
+
+def whole_set_rows(store: Store) -> list[dict]:
+    """Latest ungrouped global metrics per run, layer and filter, with the run's details."""
+    return store.sql(
+        "SELECT m.metric_id, m.run_id, m.model, r.model_id, r.family, r.pooling, r.dtype, r.revision, "
+        "r.layers AS run_layers, m.layer, m.filter, m.n, m.d, m.isoscore, m.effective_dims, m.avg_cosine, "
+        "m.isoscore_star, m.effective_rank, m.seed, m.software_version, m.created_at "
+        "FROM metrics_latest m LEFT JOIN runs r USING (run_id) "
+        "WHERE m.level = 'global' AND m.group_by = '' ORDER BY m.model, m.run_id, m.filter, m.layer"
+    ).to_pylist()
+
+
+def paper_table(store: Store) -> list[dict]:
+    """One row per run and filter at the run's last layer, with the published figures."""
+    rows = []
+    for r in whole_set_rows(store):
+        layers = r["run_layers"] or [r["layer"]]
+        if r["layer"] != max(layers):
+            continue
+        rows.append({**r, "published": published_for(r["model"], r["model_id"], r["family"])})
+    return rows
+
+
+def layer_series(store: Store) -> dict[tuple[str, str], list[dict]]:
+    """(run_id, filter) -> rows per layer, for runs with metrics at more than one layer."""
+    out: dict = {}
+    for r in whole_set_rows(store):
+        out.setdefault((r["run_id"], r["filter"]), []).append(r)
+    return {k: v for k, v in out.items() if len(v) > 1}
+
+
+def checkpoint_series(store: Store) -> dict[tuple[str, str], list[dict]]:
+    """(base model, filter) -> rows (with 'step') of runs of training checkpoints
+    `<model>@step<N>` plus the base model itself (its final step, for protiso-mini)."""
+    rows = paper_table(store)
+    steps: dict = {}
+    for r in rows:
+        m = _STEP_RE.match(r["model"] or "")
+        if m:
+            steps.setdefault((m.group(1), r["filter"]), []).append({**r, "step": int(m.group(2))})
+    for r in rows:
+        key = (r["model"], r["filter"])
+        if key in steps:
+            final = _final_step(r["model"])
+            if final is not None and all(x["step"] != final for x in steps[key]):
+                steps[key].append({**r, "step": final})
+    return {k: sorted(v, key=lambda x: x["step"]) for k, v in steps.items() if len(v) > 1}
+
+
+def _final_step(model: str) -> int | None:
+    if model != "protiso-mini":
+        return None
+    try:
+        from protiso.models import mini
+        steps = mini.available_steps()
+    except Exception:   # noqa: BLE001 - an installation without the bundled model
+        return None
+    return max(steps) if steps else None
+
+
+def group_rows(store: Store) -> dict[tuple[str, int, str, str], list[dict]]:
+    """(run_id, layer, filter, group_by) -> latest grouped global rows, largest groups first."""
+    out: dict = {}
+    for r in store.sql(
+            "SELECT metric_id, run_id, model, layer, filter, group_by, group_key, n, d, isoscore, "
+            "effective_dims, avg_cosine, seed FROM metrics_latest WHERE level = 'global' AND group_by <> '' "
+            "ORDER BY run_id, layer, filter, group_by, n DESC, group_key").to_pylist():
+        out.setdefault((r["run_id"], r["layer"], r["filter"], r["group_by"]), []).append(r)
+    return out
+
+
+def local_rows(store: Store) -> dict[tuple[str, int], list[dict]]:
+    """(run_id, layer) -> per-residue-type local rows (plus the pooled row, group_key None)."""
+    out: dict = {}
+    for r in store.sql(
+            "SELECT metric_id, run_id, model, layer, group_by, group_key, n, d, isoscore, effective_dims, "
+            "avg_cosine FROM metrics_latest WHERE level = 'local' ORDER BY run_id, layer, group_key"
+    ).to_pylist():
+        out.setdefault((r["run_id"], r["layer"]), []).append(r)
+    return out
+
+
+def spectrum(store: Store, run_id: str, layer: int, filter_: str) -> tuple[int, np.ndarray, str]:
+    """(n, eigenvalues, source) of a run's layer: stored by `reproduce`, else recomputed."""
+    from protiso.reproduce import compute_spectrum, stored_spectra
+
+    cached = stored_spectra(store, run_id)
+    if cached is not None:
+        rows = [r for r in cached.to_pylist() if r["layer"] == layer and r["filter"] == filter_]
+        if rows:
+            rows.sort(key=lambda r: r["rank"])
+            return rows[0]["n"], np.array([r["eigenvalue"] for r in rows]), "stored"
+    n, lam = compute_spectrum(store, run_id, layer, filter_ or None)
+    return n, lam, "recomputed from the embeddings"
+
+
+def correlation_rows(store: Store) -> list[dict]:
+    """The Pearson correlation rows per pair set, alignment, run and layer, with the set's seed."""
+    return store.sql(
+        "SELECT c.*, s.seed, s.where_sql, s.fraction, s.n_proteins, s.strategy "
+        "FROM pair_correlations c LEFT JOIN pair_sets s ON s.name = c.pair_set "
+        "ORDER BY c.pair_set, c.run_id, c.layer, c.alignment").to_pylist()
+
+
+def pair_points(store: Store, row: dict, max_points: int = 200_000) -> dict[str, np.ndarray]:
+    """Per pair (a deterministic subsample when large): cosine, sq_euclidean, score, identity,
+    go_jaccard."""
+    tab = store.sql(
+        "SELECT cosine, sq_euclidean, score, identity, go_jaccard FROM pair_metrics "
+        "WHERE pair_set = ? AND alignment = ? AND run_id = ? AND layer = ? "
+        "AND identity IS NOT NULL AND cosine IS NOT NULL ORDER BY hash(pair_id) LIMIT ?",
+        [row["pair_set"], row["alignment"], row["run_id"], row["layer"], max_points])
+    return {c: tab.column(c).to_numpy(zero_copy_only=False).astype(float) for c in tab.column_names}
+
+
+def go_bins(store: Store, row: dict, bins: int = 5) -> list[dict]:
+    """Mean cosine, squared Euclidean distance and identity per GO-Jaccard bin."""
+    return store.sql(
+        "WITH b AS (SELECT least(floor(go_jaccard * $bins), $bins - 1)::INTEGER AS k, * FROM pair_metrics "
+        "WHERE pair_set = $ps AND alignment = $al AND run_id = $run AND layer = $layer "
+        "AND go_jaccard IS NOT NULL) SELECT k / $bins::DOUBLE AS lo, (k + 1) / $bins::DOUBLE AS hi, "
+        "count(*) AS n_pairs, avg(cosine) AS cosine, avg(sq_euclidean) AS sq_euclidean, "
+        "avg(identity) AS identity FROM b GROUP BY k ORDER BY k",
+        {"bins": bins, "ps": row["pair_set"], "al": row["alignment"], "run": row["run_id"],
+         "layer": row["layer"]}).to_pylist()
+
+
+def runs(store: Store) -> list[dict]:
+    return store.sql("SELECT run_id, model, model_id, family, dim, layers, pooling, dtype, device, "
+                     "length_policy, max_length, status, n_done, n_truncated, n_skipped, n_failed, "
+                     "n_residues, local_stats, where_filter, revision, software_version "
+                     "FROM runs ORDER BY created_at, run_id").to_pylist()

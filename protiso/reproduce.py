@@ -1,0 +1,363 @@
+"""The paper's pipeline in one call: embed, isotropy (global, per layer, local, per group),
+spectra, a pair sample with alignments, embedding distances and GO overlaps.
+
+Every step first looks in the catalog for its finished result and is skipped when it is
+there, so an interrupted `reproduce` simply runs again (the long steps, embedding and the
+pair jobs, also resume inside themselves). Models that cannot be loaded here (no network,
+no local copy, no weights file) are reported with the reason and the rest goes on.
+
+Correlations are not a step: they are SQL views (pair_correlations) over the finished pair
+jobs, read by `correlations()` and the report.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from protiso.errors import InputError, ProtisoError
+from protiso.store import Store
+
+PAPER_MODELS = ("prot_bert", "prot_bert_bfd", "prot_xlnet", "proteinbert")
+GO_NAMESPACE = "CCO"          # per-group isotropy over the most frequent cellular-component terms
+GO_TOP_TERMS = 6
+MIN_GROUP = 10                # organisms with fewer proteins are left out of the organism grouping
+_GO_RE = re.compile(r"^GO:\d{7}$")
+SPECTRA_SCHEMA = pa.schema([("run_id", pa.string()), ("layer", pa.int32()), ("filter", pa.string()),
+                            ("n", pa.int64()), ("rank", pa.int32()), ("eigenvalue", pa.float64())])
+
+
+@dataclass
+class StepResult:
+    """What one step did: status 'ran', 'skipped' (already in the catalog) or 'unavailable'."""
+
+    model: str | None
+    step: str
+    status: str
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ReproduceResult:
+    steps: list[StepResult] = field(default_factory=list)
+    runs: dict[str, str] = field(default_factory=dict)          # model -> run_id
+    unavailable: dict[str, str] = field(default_factory=dict)   # model -> reason
+    pair_set: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"runs": self.runs, "unavailable": self.unavailable, "pair_set": self.pair_set,
+                "steps": [asdict(s) for s in self.steps]}
+
+
+# ------------------------------------------------------------------------------- detection
+
+def _wanted_layers(run, layers: str) -> bool:
+    """Does a run hold the requested layers ('last', 'all' or a comma list of indices)?"""
+    have = set(int(x) for x in run.layers)
+    top = run.num_layers if run.num_layers is not None else max(have)
+    if run.pooling == "model":        # a global output has a single layer
+        return bool(have)
+    if layers == "last":
+        return top in have
+    if layers == "all":
+        return have >= set(range(top + 1))
+    want = {top + 1 + int(x) if int(x) < 0 else int(x) for x in str(layers).split(",") if x.strip()}
+    return have >= want
+
+
+def finished_run(store: Store, model: str, where: str | None, layers: str = "last",
+                 max_length: int | None = None, local_stats: bool = False):
+    """The latest run of `model` that covers every protein matching `where` with the requested
+    layers (and per-residue statistics if asked), or None."""
+    from protiso.embed import list_runs
+    from protiso.subset import accessions_sql
+
+    subset = accessions_sql(store, where)
+    for run in sorted(list_runs(store), key=lambda r: str(r.updated_at), reverse=True):
+        if run.model != model or run.status != "done" or not _wanted_layers(run, layers):
+            continue
+        if max_length is not None and run.max_length != max_length:
+            continue
+        if local_stats and run.pooling != "model" and not run.local_stats:
+            continue
+        missing = store.scalar(
+            f"SELECT count(*) FROM ({subset}) s LEFT JOIN run_proteins r ON r.run_id = ? "
+            "AND r.accession = s.accession WHERE r.status IS NULL OR r.status = 'failed' "
+            "OR (? AND r.status IN ('done', 'truncated', 'chunked') AND NOT r.in_stats)",
+            [run.run_id, bool(local_stats and run.pooling != "model")])
+        if missing == 0:
+            return run
+    return None
+
+
+def _has_metrics(store: Store, run_id: str, layer: int, level: str, filter_: str, group_by: str) -> bool:
+    return bool(store.scalar(
+        "SELECT count(*) FROM metrics WHERE run_id = ? AND layer = ? AND level = ? AND filter = ? "
+        "AND group_by = ?", [run_id, layer, level, filter_, group_by]))
+
+
+def _job_done(store: Store, pair_set: str, kind: str, key: str) -> bool:
+    return bool(store.scalar("SELECT count(*) FROM pair_jobs WHERE pair_set = ? AND kind = ? AND key = ? "
+                             "AND status = 'done'", [pair_set, kind, key]))
+
+
+def spectra_dataset(run_id: str) -> str:
+    return f"spectra/{run_id}"
+
+
+def stored_spectra(store: Store, run_id: str) -> pa.Table | None:
+    """Cached eigenvalue spectra of a run (run_id, layer, filter, n, rank, eigenvalue) or None."""
+    parts = store.parts(spectra_dataset(run_id))
+    if not parts:
+        return None
+    return pa.concat_tables([pq.read_table(p, schema=SPECTRA_SCHEMA) for p in parts])
+
+
+def compute_spectrum(store: Store, run_id: str, layer: int, where: str | None = None
+                     ) -> tuple[int, np.ndarray]:
+    """(n, covariance eigenvalues descending) of a run's layer, in one streaming pass."""
+    from protiso.embed import resolve_run
+    from protiso.isotropy.engine import scan_layer
+    from protiso.isotropy.metrics import covariance, eigenvalues
+
+    run = resolve_run(store, run_id)
+    stats = scan_layer(store, run.run_id, int(layer), int(run.dim), where).pooled()
+    return stats.n, eigenvalues(covariance(stats))
+
+
+def go_grouping(store: Store, where: str | None = None, top: int = GO_TOP_TERMS,
+                namespace: str = GO_NAMESPACE) -> str | None:
+    """A --group-by expression assigning each protein the most frequent of the `top` most
+    frequent GO terms of `namespace` it carries ('other' if none). Term ids are checked
+    against the GO id pattern before they go into the expression."""
+    from protiso.subset import accessions_sql
+
+    terms = [t for (t,) in store.con.execute(
+        f"SELECT term FROM annotations WHERE namespace = ? AND accession IN ({accessions_sql(store, where)}) "
+        "GROUP BY term ORDER BY count(*) DESC, term LIMIT ?", [namespace, top]).fetchall()]
+    terms = [t for t in terms if _GO_RE.match(t)]
+    if len(terms) < 2:
+        return None
+    cases = " ".join(f"WHEN list_contains(terms, '{t}') THEN '{t}'" for t in terms)
+    return f"CASE {cases} ELSE 'other' END"
+
+
+def organism_filter(store: Store, where: str | None, min_group: int = MIN_GROUP) -> str | None:
+    """The filter for per-organism isotropy (proteins with a known organism), or None when
+    fewer than two organisms have `min_group` proteins."""
+    from protiso.subset import accessions_sql
+
+    n = store.scalar(
+        f"SELECT count(*) FROM (SELECT organism FROM proteins WHERE organism IS NOT NULL AND accession IN "
+        f"({accessions_sql(store, where)}) GROUP BY organism HAVING count(*) >= ?)", [min_group])
+    if n < 2:
+        return None
+    return "organism IS NOT NULL" if not where else f"({where}) AND organism IS NOT NULL"
+
+
+def pair_set_name(fraction: float | None, proteins: int | None, seed: int, where: str | None) -> str:
+    size = f"p{proteins}" if proteins is not None else f"f{fraction:g}"
+    name = f"paper-{size}-s{seed}"
+    if where:
+        name += "-" + hashlib.sha256(where.encode()).hexdigest()[:8]
+    return name
+
+
+# ------------------------------------------------------------------------------- the pipeline
+
+def _load(name: str, device: str, offline: bool | None, weights: str | None):
+    from protiso.embed import resolve_device
+    from protiso.models.base import LoadOptions
+    from protiso.models.registry import load_model
+
+    return load_model(name, LoadOptions(device=resolve_device(device), dtype="float32", weights=weights,
+                                        offline=bool(offline) if offline is not None else False))
+
+
+def reproduce(store: Store, models=PAPER_MODELS, fraction: float | None = 0.01, seed: int = 0, *,
+              where: str | None = None, layers: str | Mapping[str, str] = "last",
+              max_length: int | None = None, local_stats: bool | Mapping[str, bool] = True,
+              groups: bool = True,
+              pair_proteins: int | None = None, pair_where: str | None = None, pairs: bool = True,
+              threads: int = 1, device: str = "auto", dtype: str = "auto", offline: bool | None = None,
+              weights: str | None = None, adapters: Mapping | None = None,
+              on_step: Callable[[StepResult], None] | None = None,
+              embed_progress: Callable | None = None) -> ReproduceResult:
+    """Run the paper's pipeline for each model on the proteins matching `where`.
+
+    layers: 'last' (the paper), 'all' (isotropy per layer) or a mapping model -> layers;
+    local_stats likewise a bool or a mapping model -> bool (per-residue statistics).
+    fraction / pair_proteins: the pair sample (all pairs among that share / number of the
+    proteins matching `pair_where`, default `where`, drawn with `seed`); pairs=False leaves
+    pairs out.
+    adapters: already loaded models by name (tests). Unloadable models are reported in
+    `result.unavailable`, not raised."""
+    from protiso.embed import embed
+    from protiso.isotropy.engine import isotropy
+
+    store._check_writable()
+    models = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
+    if not models:
+        raise InputError("no models given")
+    if len(set(models)) != len(models):
+        raise InputError(f"models listed twice: {models}")
+    if pairs and (fraction is None) == (pair_proteins is None):
+        raise InputError("give exactly one of fraction and pair_proteins for the pair sample")
+    if fraction is not None and not 0 < fraction <= 1:
+        raise InputError(f"--fraction {fraction} must be in (0, 1]")
+    if not store.scalar("SELECT count(*) FROM proteins"):
+        raise InputError(f"store {store.root} holds no proteins; ingest some first (`protiso ingest`)")
+    where = (where or "").strip() or None
+    filt = where or ""
+    pair_where = (pair_where or "").strip() or where
+    result = ReproduceResult()
+
+    def record(model, step, status, detail="", t0=None):
+        s = StepResult(model, step, status, detail, round(time.perf_counter() - t0, 3) if t0 else 0.0)
+        result.steps.append(s)
+        if on_step:
+            on_step(s)
+
+    local_wanted = {m: bool(local_stats.get(m, False) if isinstance(local_stats, Mapping) else local_stats)
+                    for m in models}
+
+    # 1. embeddings
+    runs = {}
+    for name in models:
+        want = layers.get(name, "last") if isinstance(layers, Mapping) else layers
+        local = local_wanted[name]
+        t0 = time.perf_counter()
+        run = finished_run(store, name, where, want, max_length, local)
+        if run is not None:
+            record(name, "embed", "skipped", f"run {run.run_id} covers the proteins")
+        else:
+            adapter = (adapters or {}).get(name)
+            if adapter is None:
+                try:
+                    adapter = _load(name, device, offline, weights)
+                except (ProtisoError, ImportError, OSError) as exc:
+                    result.unavailable[name] = str(exc)
+                    record(name, "embed", "unavailable", str(exc))
+                    continue
+            use_local = local and adapter.outputs_residues
+            run = embed(store, name, where=where, layers=want, device=device, dtype=dtype,
+                        max_length=max_length, local_stats=use_local, adapter=adapter,
+                        progress=embed_progress)
+            del adapter
+            record(name, "embed", "ran", f"run {run.run_id}: {run.n_done} proteins", t0)
+        runs[name] = run
+        result.runs[name] = run.run_id
+
+    # 2. isotropy per run: every embedded layer, local, groups, spectra
+    go_expr = go_grouping(store, where) if groups else None
+    org_filter = organism_filter(store, where) if groups else None
+    for name, run in runs.items():
+        rid = run.run_id
+        last = max(run.layers)
+        todo = [la for la in sorted(run.layers) if not _has_metrics(store, rid, la, "global", filt, "")]
+        t0 = time.perf_counter()
+        for la in todo:
+            isotropy(store, rid, la, "global", where)
+        record(name, "isotropy", "ran" if todo else "skipped",
+               f"layers {todo}" if todo else f"layers {sorted(run.layers)} in metrics", t0)
+
+        if local_wanted[name] and run.local_stats:
+            t0 = time.perf_counter()
+            todo = [la for la in sorted(run.layers) if not _has_metrics(store, rid, la, "local", "", "residue")]
+            for la in todo:
+                isotropy(store, rid, la, "local")
+            record(name, "local", "ran" if todo else "skipped",
+                   f"layers {todo}" if todo else "per-residue-type rows in metrics", t0)
+
+        for label, expr, gfilter in (("groups-go", go_expr, filt), ("groups-organism", "organism", org_filter)):
+            if not groups:
+                break
+            if expr is None or gfilter is None:
+                record(name, label, "skipped", "too few annotated groups in the store")
+                continue
+            t0 = time.perf_counter()
+            if _has_metrics(store, rid, last, "global", gfilter, expr):
+                record(name, label, "skipped", "grouped rows in metrics")
+            else:
+                isotropy(store, rid, last, "global", gfilter or None, expr)
+                record(name, label, "ran", f"layer {last}", t0)
+
+        t0 = time.perf_counter()
+        cached = stored_spectra(store, rid)
+        have = set() if cached is None else {
+            (la, f) for la, f in zip(cached.column("layer").to_pylist(), cached.column("filter").to_pylist())}
+        todo = [la for la in sorted(run.layers) if (la, filt) not in have]
+        if todo:
+            tables = []
+            for la in todo:
+                n, lam = compute_spectrum(store, rid, la, where)
+                k = len(lam)
+                tables.append(pa.table({"run_id": [rid] * k, "layer": pa.array([la] * k, pa.int32()),
+                                        "filter": [filt] * k, "n": pa.array([n] * k, pa.int64()),
+                                        "rank": pa.array(np.arange(1, k + 1, dtype=np.int32)),
+                                        "eigenvalue": pa.array(lam, pa.float64())}, schema=SPECTRA_SCHEMA))
+            store.write_part(spectra_dataset(rid), pa.concat_tables(tables))
+        record(name, "spectrum", "ran" if todo else "skipped",
+               f"layers {todo}" if todo else "eigenvalues stored", t0)
+
+    # 3. pairs: sample, align, GO overlap (shared), distances per run
+    if pairs and runs:
+        from protiso.pairs.align import Scoring
+        from protiso.pairs.distances import distance_pair_set
+        from protiso.pairs.functional import go_pair_set
+        from protiso.pairs.jobs import align_pair_set, alignment_key
+        from protiso.pairs.sample import sample_pairs
+
+        name = pair_set_name(fraction, pair_proteins, seed, pair_where)
+        result.pair_set = name
+        t0 = time.perf_counter()
+        if store.scalar("SELECT count(*) FROM pair_sets WHERE name = ?", [name]):
+            record(None, "pairs-sample", "skipped", f"pair set {name} exists")
+        else:
+            ps = sample_pairs(store, name, fraction=fraction, proteins=pair_proteins, seed=seed,
+                              where=pair_where)
+            record(None, "pairs-sample", "ran", f"{name}: {ps.n_proteins} proteins, {ps.n_pairs} pairs", t0)
+        key = alignment_key(Scoring())
+        t0 = time.perf_counter()
+        if _job_done(store, name, "align", key):
+            record(None, "align", "skipped", f"{key} done")
+        else:
+            align_pair_set(store, name, threads=threads)
+            record(None, "align", "ran", key, t0)
+        t0 = time.perf_counter()
+        go = go_pair_set(store, name)
+        record(None, "go-overlap", "ran" if go.chunks_computed else "skipped",
+               "annotation Jaccard per pair" if go.chunks_computed else "current", t0)
+        for mname, run in runs.items():
+            layer = max(run.layers)
+            t0 = time.perf_counter()
+            if _job_done(store, name, "distance", f"{run.run_id}/L{layer}"):
+                record(mname, "distances", "skipped", f"{run.run_id}/L{layer} done")
+            else:
+                try:
+                    distance_pair_set(store, name, run.run_id, layer)
+                except ProtisoError as exc:   # e.g. the run lacks proteins of a filtered pair set
+                    record(mname, "distances", "unavailable", str(exc))
+                    continue
+                record(mname, "distances", "ran", f"{run.run_id}/L{layer}", t0)
+    store.refresh_views()
+    return result
+
+
+def correlations(store: Store, pair_set: str | None = None) -> pa.Table:
+    """The paper's correlation matrices (Pearson) from the pair_correlations view."""
+    if pair_set is None:
+        return store.sql("SELECT * FROM pair_correlations ORDER BY pair_set, run_id, layer")
+    return store.sql("SELECT * FROM pair_correlations WHERE pair_set = ? ORDER BY run_id, layer", [pair_set])
+
+
+def summary_json(result: ReproduceResult) -> str:
+    return json.dumps(result.to_dict(), indent=2)
