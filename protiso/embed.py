@@ -969,6 +969,42 @@ def embed(store: Store, model: str | None = None, where: str | None = None, laye
     return get_run(store, run.run_id)
 
 
+def embed_sequences(run: Run, sequences: list[str], layer: int,
+                    adapter: ModelAdapter | None = None) -> np.ndarray:
+    """Global vectors (n, dim) of raw sequences with a run's model and settings (dtype, max
+    length, --long policy, chunk overlap), through the same embedder as `embed`, so on-the-fly
+    queries are comparable with the stored vectors. The model must still have the run's
+    revision; `adapter` reuses an already loaded model."""
+    from protiso.models.registry import load_model
+
+    if adapter is None:
+        adapter = load_model(run.model, LoadOptions(device="cpu", dtype="float32"))
+    if run.revision and adapter.revision != run.revision:
+        raise InputError(f"model {run.model} now has revision {adapter.revision}; run {run.run_id} was "
+                         f"embedded with {run.revision}: on-the-fly vectors would not be comparable")
+    cfg = resolve_config(adapter, [layer], run.dtype, None, run.max_length, run.length_policy, False,
+                         False, run.details.get("chunk_overlap"), probe=[])
+    proteins = []
+    for i, seq in enumerate(sequences):
+        status = "done"
+        if len(seq) > cfg.max_length:
+            if run.length_policy == "skip":
+                raise InputError(f"query of {len(seq)} residues is longer than run {run.run_id}'s max "
+                                 f"length {cfg.max_length}, and the run skips long proteins")
+            status = "truncated" if run.length_policy == "truncate" else "chunked"
+        proteins.append(_Protein(str(i), seq, len(seq), status, write=True, stats=False, local=False))
+    worker = _Embedder(adapter, cfg, run.run_id, run.length_policy, local_stats=False)
+    worker.process(sorted(proteins, key=lambda p: p.length))
+    chunk = worker.take()
+    failed = [s for s in chunk.statuses if s[1] == "failed"]
+    if failed:
+        raise ProtisoError(f"query {int(failed[0][0]) + 1} could not be embedded: {failed[0][4]}")
+    table = chunk.tables[0][1]
+    vectors = matrix(table.column("embedding"), adapter.dim)
+    order = np.argsort(np.array(table.column("accession").to_pylist(), dtype=int))
+    return vectors[order]
+
+
 def _open_run(store: Store, model: str, cfg: ModelConfig, key: str, policy: str, where: str | None,
               load_seconds: float) -> Run:
     """The run of this configuration: existing (resumed) or new."""
@@ -981,7 +1017,7 @@ def _open_run(store: Store, model: str, cfg: ModelConfig, key: str, policy: str,
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
-    details = json.dumps({**cfg.details, "versions": versions})
+    details = json.dumps({**cfg.details, "versions": versions, "chunk_overlap": cfg.overlap})
     if existing:
         store.con.execute(
             "UPDATE runs SET status = 'running', device = ?, max_tokens = ?, where_filter = ?, load_seconds = ?,"

@@ -13,7 +13,7 @@ import pytest
 
 import tiny_models
 from protiso import open_store
-from protiso.embed import (chunk_windows, embed, iter_embeddings, load_embeddings, load_local_stats,
+from protiso.embed import (chunk_windows, embed, embed_sequences, iter_embeddings, load_embeddings, load_local_stats,
                            resolve_run)
 from protiso.errors import InputError, NotFoundError
 from protiso.isotropy.stats import SufficientStats
@@ -249,6 +249,13 @@ def test_length_policies_recorded(sample_store, bert, bert_dir, policy):
             np.testing.assert_allclose(got[acc], (acc_v / cnt[:, None]).mean(0), atol=2e-5)
     counts = {"truncate": run.n_truncated, "chunk": run.n_chunked, "skip": run.n_skipped}
     assert counts[policy] == len(long_)
+    # on-the-fly queries (neighbours) go through the same embedder with the run's settings
+    queries = sorted(got)
+    fresh = embed_sequences(run, [seqs[a] for a in queries], 2)
+    np.testing.assert_allclose(fresh, np.stack([got[a] for a in queries]), atol=2e-5)
+    if policy == "skip":
+        with pytest.raises(InputError, match="skips long proteins"):
+            embed_sequences(run, [seqs[sorted(long_)[0]]], 2)
     assert run.n_done == len(seqs) - (len(long_) if policy == "skip" else 0)
 
 

@@ -160,61 +160,27 @@ def embed_for_run(store: Store, run_id: str, layer: int, sequences: list[str]) -
     if derived is not None:
         parent, parent_layer, tf = derived
         return tf.apply(embed_for_run(store, parent, parent_layer, sequences))
-    from protiso.embed import get_run
+    from protiso.embed import embed_sequences, get_run
 
     run = get_run(store, run_id)
     if run is None:
         raise NotFoundError(f"run {run_id} is not in the runs table")
-    return embed_with_run_settings(run, layer, sequences)
+    return embed_sequences(run, sequences, layer, adapter=_adapter_for(run))
 
 
-_ADAPTERS: dict[tuple, object] = {}
+_ADAPTERS: dict[str, object] = {}
 
 
-def embed_with_run_settings(run, layer: int, sequences: list[str]) -> np.ndarray:
-    """Pooled vectors of `sequences` with the run's model, dtype and length policy.
-
-    Same pooling as `protiso embed`: mean of the residue vectors (special and padding tokens
-    excluded) or the model's global output; long sequences truncated, chunked (windows averaged
-    per residue) or refused as the run's --long policy says. The loaded model must have the
-    run's revision (weights fingerprint), else the vectors would not be comparable."""
-    from protiso.embed import chunk_windows, pooled_vectors
-    from protiso.models import LoadOptions, load_model
-
-    key = (run.model, run.dtype)
-    adapter = _ADAPTERS.get(key)
+def _adapter_for(run):
+    """The run's model, loaded once and kept (one at a time) so repeated queries do not reload it."""
+    adapter = _ADAPTERS.get(run.model)
     if adapter is None:
+        from protiso.models import LoadOptions, load_model
+
         adapter = load_model(run.model, LoadOptions(device="cpu", dtype="float32", offline=True))
-        try:
-            adapter.set_dtype(run.dtype)
-        except ValueError:
-            adapter.set_dtype("float32")
         _ADAPTERS.clear()
-        _ADAPTERS[key] = adapter
-    if run.revision and adapter.revision != run.revision:
-        raise InputError(f"model {run.model} now has revision {adapter.revision}, the run {run.run_id} "
-                         f"was embedded with {run.revision}: on-the-fly vectors would not be comparable")
-    max_len = int(run.max_length or adapter.max_residues)
-    out = []
-    for seq in sequences:
-        if len(seq) <= max_len or run.length_policy == "truncate" or not adapter.outputs_residues:
-            if len(seq) > max_len and run.length_policy == "skip":
-                raise InputError(f"query of {len(seq)} residues is longer than the run's max length "
-                                 f"{max_len} (run {run.run_id} skips long proteins)")
-            res = adapter.embed_batch([seq[:max_len]], [layer])
-            out.append(pooled_vectors(res, [layer])[0][layer])
-            continue
-        if run.length_policy == "skip":
-            raise InputError(f"query of {len(seq)} residues is longer than the run's max length "
-                             f"{max_len} (run {run.run_id} skips long proteins)")
-        acc = np.zeros((len(seq), adapter.dim))
-        cnt = np.zeros(len(seq))
-        for start in chunk_windows(len(seq), max_len, max_len // 4):
-            R = adapter.embed_batch([seq[start:start + max_len]], [layer]).residues[0][layer]
-            acc[start:start + len(R)] += R
-            cnt[start:start + len(R)] += 1
-        out.append((acc / cnt[:, None]).mean(axis=0).astype(np.float32))
-    return np.stack(out).astype(np.float32)
+        _ADAPTERS[run.model] = adapter
+    return adapter
 
 
 def align_pairs(a: list[str], b: list[str], threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
