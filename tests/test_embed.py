@@ -131,6 +131,17 @@ class _CrashingAdapter:
         return self._inner.embed_batch(seqs, layers)
 
 
+def test_flush_after_every_batch(sample_store, bert, bert_dir):
+    """--flush-seconds 0: every forward pass is committed (a crash loses only the batch in flight)."""
+    counting = _CrashingAdapter(bert, after=10**9)
+    run = embed(sample_store, model=str(bert_dir), where=WHERE, dtype="float32", device="cpu",
+                max_tokens=400, flush_seconds=0, adapter=counting)
+    assert counting.calls >= 3
+    assert len(sample_store.parts(run.dataset)) == counting.calls
+    committed = sample_store.scalar("SELECT sum(n_rows) FROM parts WHERE dataset = ?", [run.dataset])
+    assert committed == run.n_done == len(_subset(sample_store))
+
+
 def test_interrupted_run_resumed_equals_uninterrupted(_sample_store_template, tmp_path, bert, bert_dir):
     shutil.copytree(_sample_store_template, tmp_path / "a")
     shutil.copytree(_sample_store_template, tmp_path / "b")

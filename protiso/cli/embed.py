@@ -72,6 +72,9 @@ def embed(
     long: str = typer.Option("truncate", "--long", help="Proteins longer than --max-length: truncate | "
                              "chunk (overlapping windows averaged) | skip. Recorded per protein."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Stop after this many proteins (resumable)."),
+    flush_seconds: float = typer.Option(10.0, "--flush-seconds", help="Commit finished proteins at "
+                                        "least this often. 0: after every batch, so a hard crash loses "
+                                        "at most the batch in flight (more, smaller Parquet parts)."),
     offline: bool = typer.Option(False, "--offline", help="Never use the network (also HF_HUB_OFFLINE=1)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Weights file, for models that need "
                                           "one (ProteinBERT's .pkl dump)."),
@@ -89,8 +92,8 @@ def embed(
 ) -> None:
     """Embed proteins with a protein language model: mean of the residue vectors per layer.
 
-    Re-running the same configuration resumes: embedded proteins are skipped, and an
-    interrupted run loses at most the work since its last flush (Ctrl-C keeps finished work).
+    Re-running the same configuration resumes: embedded proteins are skipped. Ctrl-C keeps
+    finished work; a hard crash loses at most the work since the last commit (`--flush-seconds`).
     Results: view `embeddings` (and `embeddings_<run_id>`), table `runs`, `run_proteins`."""
     _choice(long, LENGTH_POLICIES, "--long")
     _choice(dtype, DTYPE_CHOICES, "--dtype")
@@ -115,6 +118,7 @@ def embed(
                             max_tokens=max_tokens, max_length=max_length, long=long,
                             local_stats=local_stats, store_local=store_local, progress=report,
                             offline=offline or None, limit=limit, weights=weights, engine=engine,
+                            flush_seconds=flush_seconds,
                             ray_options={**ray_options, "task_rows": task_rows} if engine == "ray" else None)
     row = {k: getattr(run, k) for k in (
         "run_id", "model", "model_id", "revision", "family", "dim", "layers", "dtype", "parity_cosine",
