@@ -9,9 +9,10 @@ FROM pairs p
 JOIN pair_distances d USING (pair_set, pair_id)
 LEFT JOIN pair_go g USING (pair_set, pair_id);
 
--- The paper's correlation matrix (Pearson, DuckDB corr) per pair set, alignment, run, layer;
--- plus the functional (GO Jaccard) column.
-CREATE OR REPLACE TEMP VIEW pair_correlations AS
+-- The paper's correlation matrix (Pearson, DuckDB corr) per pair set, alignment, run, layer,
+-- plus the functional (GO Jaccard) column, of any relation with those columns (pair_metrics
+-- here; its ranks for Spearman in 42_pair_spearman.sql).
+CREATE OR REPLACE TEMP MACRO correlation_matrix(relation) AS TABLE
 SELECT pair_set, alignment, run_id, layer, count(*) AS n_pairs,
        corr(cosine, sq_euclidean) AS cosine_sq_euclidean,
        corr(cosine, score) AS cosine_score,
@@ -23,5 +24,7 @@ SELECT pair_set, alignment, run_id, layer, count(*) AS n_pairs,
        corr(sq_euclidean, go_jaccard) AS sq_euclidean_go_jaccard,
        corr(score, go_jaccard) AS score_go_jaccard,
        corr(identity, go_jaccard) AS identity_go_jaccard
-FROM pair_metrics
+FROM query_table(relation)
 GROUP BY ALL;
+
+CREATE OR REPLACE TEMP VIEW pair_correlations AS SELECT * FROM correlation_matrix('pair_metrics');

@@ -17,17 +17,4 @@ SELECT pair_set, alignment, run_id, layer, pair_id,
        END AS go_jaccard
 FROM pair_metrics;
 
-CREATE OR REPLACE TEMP VIEW pair_correlations_spearman AS
-SELECT pair_set, alignment, run_id, layer, count(*) AS n_pairs,
-       corr(cosine, sq_euclidean) AS cosine_sq_euclidean,
-       corr(cosine, score) AS cosine_score,
-       corr(cosine, identity) AS cosine_identity,
-       corr(sq_euclidean, score) AS sq_euclidean_score,
-       corr(sq_euclidean, identity) AS sq_euclidean_identity,
-       corr(score, identity) AS score_identity,
-       corr(cosine, go_jaccard) AS cosine_go_jaccard,
-       corr(sq_euclidean, go_jaccard) AS sq_euclidean_go_jaccard,
-       corr(score, go_jaccard) AS score_go_jaccard,
-       corr(identity, go_jaccard) AS identity_go_jaccard
-FROM pair_ranks
-GROUP BY ALL;
+CREATE OR REPLACE TEMP VIEW pair_correlations_spearman AS SELECT * FROM correlation_matrix('pair_ranks');
