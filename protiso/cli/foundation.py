@@ -11,7 +11,7 @@ import duckdb
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from protiso.cli.core import console, emit, err_console, handle_errors, open_from_ctx, to_json, warn
 from protiso.errors import InputError, QueryError

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from protiso.store import write_part_file
-from protiso.distributed.ray_util import connect, resources, unwrap
+from protiso.distributed.ray_util import connect, resources, results, unwrap
 from protiso.errors import ProtisoError
 from protiso.isotropy.stats import SufficientStats
 
@@ -172,13 +172,7 @@ class RayEmbedEngine:
 
         from protiso.embed import Chunk
 
-        while True:
-            try:
-                batch = next(it)
-            except StopIteration:
-                break
-            except Exception as exc:   # noqa: BLE001 - Ray wraps the worker's exception
-                raise unwrap(exc) from None
+        for batch in results(it):
             t_in = time.perf_counter()
             for row in batch.to_pylist():
                 idx = np.frombuffer(row["idx"], np.int64)

@@ -9,7 +9,7 @@ from typing import Callable
 import pyarrow as pa
 
 from protiso.store import write_part_file
-from protiso.distributed.ray_util import connect, resources, unwrap
+from protiso.distributed.ray_util import connect, resources, results
 
 
 class AlignActor:
@@ -53,13 +53,7 @@ def ray_align(store, name: str, key: str, scoring, backend: str, data: tuple, pr
     total = 0.0
     it = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
     try:
-        while True:
-            try:
-                batch = next(it)
-            except StopIteration:
-                break
-            except Exception as exc:   # noqa: BLE001 - Ray wraps the worker's exception
-                raise unwrap(exc) from None
+        for batch in results(it):
             for row in batch.to_pylist():
                 if row["chunk"] in done:           # a task Ray retried: keep the first copy only
                     store.root.joinpath(row["path"]).unlink(missing_ok=True)

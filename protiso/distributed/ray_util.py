@@ -71,3 +71,16 @@ def resources(ray, gpus_per_worker: float | None, cpus_per_worker: float, worker
     if workers < 1:
         raise ProtisoError(f"--workers must be >= 1 (cluster resources: {dict(total)})")
     return gpus_per_worker, cpus_per_worker, workers
+
+
+def results(iterator):
+    """Yield the batches of a Ray Data iterator; a worker's exception (which Ray wraps) is
+    re-raised as the original error, e.g. a ProtisoError naming the bad input."""
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:   # noqa: BLE001 - Ray wraps the worker's exception
+            raise unwrap(exc) from None
+        yield batch

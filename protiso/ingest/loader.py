@@ -112,7 +112,6 @@ def _stage_proteins(store: Store, path: Path, fmt: str, seqno: int,
 
 
 def _check_proteins(store: Store) -> None:
-    con = store.con
     clash = store.one("""
         SELECT a.accession, a.source, a.line, b.source, b.line
         FROM staging_proteins a JOIN staging_proteins b
