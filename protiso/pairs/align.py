@@ -101,6 +101,11 @@ class Scoring:
         object.__setattr__(self, "open_i", int(round(self.gap_open * scale)))
         object.__setattr__(self, "extend_i", int(round(self.gap_extend * scale)))
 
+    def packed(self, w: int, k_len: int) -> np.ndarray:
+        """The packed substitution values w*sub + k_len*[identical] - 1: one alignment score that
+        carries, in its weighted digits, the score, the identical pairs and the columns."""
+        return w * self.sub + k_len * np.eye(len(self.alphabet), dtype=np.int64) - 1
+
     def describe(self) -> dict:
         return {"matrix": self.matrix.upper(), "gap_open": self.gap_open,
                 "gap_extend": self.gap_extend, "mode": self.mode, "scale": self.scale,
@@ -190,7 +195,7 @@ class _BioBackend:
                 from Bio.Align import PairwiseAligner, substitution_matrices
 
                 sc = self.sc
-                packed = w * sc.sub + k_len * np.eye(len(sc.alphabet), dtype=np.int64) - 1
+                packed = sc.packed(w, k_len)
                 arr = substitution_matrices.Array(alphabet=sc.alphabet, dims=2,
                                                   data=packed.astype(np.float64))
                 al = PairwiseAligner(mode=sc.mode, substitution_matrix=arr,
@@ -252,9 +257,7 @@ class _ParasailBackend:
         with self._lock:
             mat = self._packed.get(key)
             if mat is None:
-                sc = self.sc
-                vals = w * sc.sub + k_len * np.eye(len(sc.alphabet), dtype=np.int64) - 1
-                mat = self._matrix(vals)
+                mat = self._matrix(self.sc.packed(w, k_len))
                 self._packed[key] = mat
             return mat
 

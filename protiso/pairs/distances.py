@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from protiso.errors import NotFoundError
-from protiso.pairs.jobs import JobResult, _finish_job, _save_chunk, _start_job
+from protiso.pairs.jobs import JobResult, _finish_job, _save_chunk, _start_job, pending_chunks
 from protiso.pairs.sample import constant_column, get_pair_set, pair_indices
 from protiso.store import Store
 
@@ -98,10 +98,7 @@ def distance_pair_set(store: Store, name: str, model: str, layer: int | None = N
     proteins, ia, ib = pair_indices(store, name)
     X = load_vectors(store, run_id, layer, proteins)
     total = 0.0
-    for c in range(n_chunks):
-        if c in done:
-            continue
-        lo, hi = c * chunk_size, min(ps.n_pairs, (c + 1) * chunk_size)
+    for c, lo, hi in pending_chunks(ps.n_pairs, chunk_size, done):
         t0 = time.perf_counter()
         cos, sq = pair_distances(X, ia[lo:hi], ib[lo:hi])
         seconds = time.perf_counter() - t0

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 from scipy import sparse
 
-from protiso.pairs.jobs import JobResult, _finish_job, _save_chunk, _start_job
+from protiso.pairs.jobs import JobResult, _finish_job, _save_chunk, _start_job, pending_chunks
 from protiso.pairs.sample import constant_column, get_pair_set, pair_indices
 from protiso.store import Store
 
@@ -62,10 +62,7 @@ def go_pair_set(store: Store, name: str, chunk_size: int = 2_000_000) -> JobResu
     n_chunks = -(-ps.n_pairs // chunk_size)
     done = _start_job(store, name, "go", KEY, params, chunk_size, n_chunks)
     total = 0.0
-    for c in range(n_chunks):
-        if c in done:
-            continue
-        lo, hi = c * chunk_size, min(ps.n_pairs, (c + 1) * chunk_size)
+    for c, lo, hi in pending_chunks(ps.n_pairs, chunk_size, done):
         t0 = time.perf_counter()
         jac = pair_jaccard(M, ia[lo:hi], ib[lo:hi])
         seconds = time.perf_counter() - t0

@@ -11,7 +11,7 @@ import multiprocessing as mp
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -67,6 +67,13 @@ def _start_job(store: Store, pair_set: str, kind: str, key: str, params: dict,
     done = store.con.execute("SELECT chunk, path FROM pair_job_chunks WHERE pair_set = ? AND kind = ? "
                              "AND key = ?", [pair_set, kind, key]).fetchall()
     return {c for c, p in done if (store.root / p).exists()}
+
+
+def pending_chunks(n_pairs: int, chunk_size: int, done: set[int]) -> Iterator[tuple[int, int, int]]:
+    """(chunk, first pair_id, end pair_id) of each chunk not yet done, in order."""
+    for c in range(-(-n_pairs // chunk_size)):
+        if c not in done:
+            yield c, c * chunk_size, min(n_pairs, (c + 1) * chunk_size)
 
 
 def _dataset(pair_set: str, kind: str, key: str) -> str:
