@@ -46,8 +46,9 @@ def main() -> None:
     import tiny_models
     from conftest import sample_files
     from protiso import open_store
-    from protiso.distributed import embed as dembed
-    from protiso.embed import embed, load_embeddings
+    from protiso.embedding.engines import ray as dembed
+    from protiso.embedding import embed
+    from protiso.runs import load_embeddings
     from protiso.ingest import ingest
 
     torch.set_num_threads(1)

@@ -83,7 +83,8 @@ def naive_loop(model_dir: Path, records, max_length: int) -> tuple[dict, float]:
 
 def protiso_run(store_dir: Path, model_dir: Path, dtype: str, max_length: int, max_tokens: int | None):
     from protiso import open_store
-    from protiso.embed import delete_run, embed, load_embeddings
+    from protiso.embedding import embed
+    from protiso.runs import delete_run, load_embeddings
 
     with open_store(store_dir) as store:
         t0 = time.perf_counter()
@@ -108,7 +109,7 @@ def child_peak(store_dir: Path, model_dir: Path, max_length: int, threads: int) 
     code = (
         "import resource, sys, torch, time\n"
         f"torch.set_num_threads({threads})\n"
-        "from protiso import open_store\nfrom protiso.embed import embed\n"
+        "from protiso import open_store\nfrom protiso.embedding import embed\n"
         f"s = open_store({str(store_dir)!r})\nt = time.perf_counter()\n"
         f"r = embed(s, model={str(model_dir)!r}, dtype='auto', device='cpu', max_length={max_length})\n"
         "print(r.n_done, r.n_residues, time.perf_counter() - t, "

@@ -35,7 +35,7 @@ from protiso import open_store  # noqa: E402
 from protiso.neighbors import index as nn_index  # noqa: E402
 from protiso.neighbors.index import build_index  # noqa: E402
 from protiso.neighbors.search import search_vectors  # noqa: E402
-from protiso.views import parquet_source  # noqa: E402
+from protiso.store import parquet_source  # noqa: E402
 
 
 class Generator:

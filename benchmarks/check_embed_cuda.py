@@ -52,7 +52,8 @@ def main() -> None:
 
     import tiny_models
     from protiso import open_store
-    from protiso.embed import delete_run, embed, load_embeddings
+    from protiso.embedding import embed
+    from protiso.runs import delete_run, load_embeddings
     from protiso.models import LoadOptions, load_model
 
     ap = argparse.ArgumentParser()

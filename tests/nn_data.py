@@ -6,6 +6,9 @@ import itertools
 import numpy as np
 import pyarrow as pa
 
+import support
+from support import write_vectors
+
 AA = "ACDEFGHIKLMNPQRSTVWY"
 DIPEPTIDES = {a + b: i for i, (a, b) in enumerate(itertools.product(AA, AA))}
 RUN = "testrun"
@@ -36,16 +39,9 @@ def write_run(store, run_id, accessions, X, layer=LAYER, n_parts=1, other_layer=
         if other_layer:
             acc, layers = acc + acc, layers + [layer - 1] * len(acc)
             vecs = np.concatenate([vecs, -vecs[::-1]])
-        store.write_part(f"embeddings/{run_id}", pa.table({
-            "accession": pa.array(acc, pa.string()),
-            "layer": pa.array(layers, pa.int16()),
-            "embedding": pa.FixedSizeListArray.from_arrays(
-                pa.array(np.ascontiguousarray(vecs, np.float32).reshape(-1)), X.shape[1])}))
+        write_vectors(store, run_id, acc, layers, vecs)
 
 
 def add_run_row(store, run_id, dim, layers=(LAYER,)):
     """A minimal `runs` row (the embed area's table) for a run written by write_run."""
-    store.con.execute(
-        "INSERT INTO runs (run_id, run_key, model, model_id, family, dim, layers, pooling, dtype, "
-        "length_policy, status) VALUES (?, ?, ?, 'test', 'bert', ?, ?, 'mean', 'float32', 'truncate', 'done')",
-        [run_id, "key-" + run_id, run_id, dim, list(layers)])
+    support.add_run_row(store, run_id, dim, layers, model_id="test", family="bert")

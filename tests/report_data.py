@@ -9,7 +9,7 @@ from pathlib import Path
 
 from protiso import open_store
 from protiso.ingest import ingest
-from protiso.reproduce import reproduce
+from protiso.pipeline.reproduce import reproduce
 
 WHERE = "organism IS NOT NULL OR length <= 60"
 MODELS = ["protiso-mini", "protiso-mini@step0", "prot_bert", "proteinbert"]

@@ -16,7 +16,8 @@ import pytest
 
 import tiny_models
 from protiso import open_store
-from protiso.embed import embed, load_embeddings, load_local_stats
+from protiso.embedding import embed
+from protiso.runs import load_embeddings, load_local_stats
 from protiso.isotropy.stats import SufficientStats
 from protiso.models.base import LoadOptions
 from protiso.models.registry import load_model
@@ -190,7 +191,7 @@ def test_ray_alignment_equals_local_and_resumes(ray_cluster, _sample_store_templ
 
 
 def test_engine_ray_without_ray_is_a_clear_error(sample_store, bert_dir, monkeypatch, invoke):
-    from protiso.distributed.ray_util import RayUnavailableError
+    from protiso.cluster import RayUnavailableError
 
     real_import = builtins.__import__
 

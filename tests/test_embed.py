@@ -13,8 +13,8 @@ import pytest
 
 import tiny_models
 from protiso import open_store
-from protiso.embed import (chunk_windows, embed, embed_sequences, iter_embeddings, load_embeddings, load_local_stats,
-                           resolve_run)
+from protiso.embedding import chunk_windows, embed, embed_sequences
+from protiso.runs import iter_embeddings, load_embeddings, load_local_stats, resolve_run
 from protiso.errors import InputError, NotFoundError
 from protiso.isotropy.stats import SufficientStats
 from protiso.models import LoadOptions, load_model
@@ -350,9 +350,9 @@ def test_different_dims_union_view_and_xlnet(sample_store, bert_dir, xlnet_dir, 
 
 
 def test_bad_arguments(sample_store, bert_dir):
-    with pytest.raises(InputError, match="--long"):
+    with pytest.raises(InputError, match="length policy .wrap."):
         embed(sample_store, model=str(bert_dir), long="wrap")
-    with pytest.raises(InputError, match="max-length"):
+    with pytest.raises(InputError, match="max length 10000"):
         embed(sample_store, model=str(bert_dir), max_length=10_000, device="cpu")
     with pytest.raises(InputError, match="layer"):
         embed(sample_store, model=str(bert_dir), layers="5", device="cpu")
@@ -386,7 +386,7 @@ import os, signal, sys
 import torch
 torch.set_num_threads(1)
 from protiso import open_store
-from protiso.embed import embed
+from protiso.embedding import embed
 seen = [0]
 def progress(p):
     if p.n_processed >= int(sys.argv[3]):

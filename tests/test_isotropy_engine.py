@@ -10,6 +10,7 @@ from protiso.errors import QueryError
 from protiso.isotropy import engine as E
 from protiso.isotropy.metrics import compute_metrics
 from protiso.isotropy.stats import SufficientStats
+from support import add_run_row, fake_run
 
 DIM = 8
 RUN = "testrun"
@@ -24,19 +25,8 @@ def write_embeddings(store, run_id, accessions, layers, dim=DIM, seed=0, parts=3
         mix = rng.standard_normal((dim, dim)) * rng.uniform(0.2, 3.0, dim)
         X = (rng.standard_normal((len(accessions), dim)) @ mix + rng.normal(0, 2, dim)).astype(np.float32)
         out[layer] = (list(accessions), X)
-    with store.transaction():
-        for chunk in np.array_split(np.arange(len(accessions)), parts):
-            accs, lays, vecs = [], [], []
-            for layer in layers:
-                accs += [accessions[i] for i in chunk]
-                lays += [layer] * len(chunk)
-                vecs.append(out[layer][1][chunk])
-            flat = pa.array(np.concatenate(vecs).ravel(), pa.float32())
-            table = pa.table({"accession": pa.array(accs, pa.string()),
-                              "layer": pa.array(lays, pa.int16()),
-                              "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
-            store.write_part(f"embeddings/{run_id}", table)
-    store.refresh_views()
+    fake_run(store, run_id, out, n_parts=parts, model="tinymodel", model_id="local/tinymodel", revision="rev1",
+             n_done=600)
     return out
 
 
@@ -170,11 +160,7 @@ def test_group_buffering_flushes_equal_direct_updates():
 # Through a catalogued run: isotropy(), table `metrics` and its views, CLI, local level, UDFs
 # ---------------------------------------------------------------------------------------------
 def add_run(store, run_id=RUN, model="tinymodel", layers=(0, 2), dim=DIM):
-    store.con.execute(
-        "INSERT INTO runs (run_id, run_key, model, model_id, revision, dim, layers, pooling, dtype, "
-        "length_policy, status, n_done) VALUES (?, ?, ?, ?, 'rev1', ?, ?, 'mean', 'float32', 'truncate', "
-        "'done', 600)", [run_id, "key-" + run_id, model, "local/" + model, dim, list(layers)])
-    store.refresh_views()
+    add_run_row(store, run_id, dim, layers, model=model, model_id="local/" + model, revision="rev1", n_done=600)
 
 
 @pytest.fixture
@@ -262,7 +248,7 @@ def test_cli_group_by_json_and_small_group_warning(catalogued, invoke):
 
 
 def test_local_level_per_residue_type(catalogued):
-    from protiso.embed import _write_stats_file
+    from protiso.runs import write_stats_file as _write_stats_file
 
     store, _ = catalogued
     rng = np.random.default_rng(9)

@@ -208,7 +208,7 @@ def test_clear_errors(sample_vectors):
     add_run_row(store, RUN, X.shape[1])
     with pytest.raises(NotFoundError, match="no index for run testrun layer 2"):
         neighbors(store, RUN, None, acc[0])  # the run's last layer by default
-    with pytest.raises(NotFoundError, match="layer 5 is not embedded in run testrun"):
+    with pytest.raises(NotFoundError, match="run testrun has no layer 5"):
         neighbors(store, RUN, 5, acc[0])
     build_index(store, RUN, LAYER, "flat", "cosine")
     with pytest.raises(NotFoundError, match="unknown accession Q9ZZZ9"):

@@ -11,7 +11,8 @@ import pytest
 
 import tiny_models
 from protiso import open_store
-from protiso.embed import embed, load_embeddings
+from protiso.embedding import embed
+from protiso.runs import load_embeddings
 from protiso.neighbors.index import build_index
 from protiso.neighbors.search import neighbors
 from protiso.neighbors.transforms import create_derived_run

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+from support import add_run_row, write_vectors
 import pytest
 from scipy import stats
 
@@ -23,18 +24,13 @@ def _write_embeddings(store, run_id="run1", layers=(0, 2), seed=0):
     """Synthetic embeddings in the embeddings/<run_id> layout (accession, layer, embedding)."""
     acc = [a for (a,) in store.con.execute("SELECT accession FROM proteins ORDER BY accession").fetchall()]
     rng = np.random.default_rng(seed)
-    store.con.execute(
-        "INSERT INTO runs (run_id, run_key, model, dim, layers, pooling, dtype, length_policy, "
-        "status, n_done) VALUES (?, ?, 'synthetic', ?, ?, 'mean', 'float32', 'truncate', 'done', ?)",
-        [run_id, run_id, DIM, list(layers), len(acc)])
     out = {}
-    for layer in layers:
-        X = (rng.normal(size=(len(acc), DIM)) + rng.normal(size=DIM)).astype(np.float32)
-        store.write_part(f"embeddings/{run_id}", pa.table({
-            "accession": pa.array(acc, pa.string()),
-            "layer": pa.array(np.full(len(acc), layer, np.int16)),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), DIM)}))
-        out[layer] = dict(zip(acc, X))
+    with store.transaction():
+        add_run_row(store, run_id, DIM, layers, model="synthetic", n_done=len(acc))
+        for layer in layers:
+            X = (rng.normal(size=(len(acc), DIM)) + rng.normal(size=DIM)).astype(np.float32)
+            write_vectors(store, run_id, acc, layer, X)
+            out[layer] = dict(zip(acc, X))
     return out
 
 
@@ -74,7 +70,7 @@ def test_sampling_filters_and_strategies(sample_store):
     strat = sample_pairs(sample_store, "st", strategy="identity-stratified", pairs=60,
                          proteins=80, seed=2)
     assert 0 < strat.n_pairs <= 60
-    with pytest.raises(Exception, match="where"):
+    with pytest.raises(Exception, match="invalid filter .no_such_column"):
         sample_pairs(sample_store, "w", proteins=3, where="no_such_column > 1")
 
 

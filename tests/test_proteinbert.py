@@ -239,7 +239,8 @@ def test_bad_dumps(tmp_path):
 def test_embed_run_matches_keras(store):
     """Through protiso's embedding loop into the store: global track as is, local track
     mean-pooled over residues, both equal to the Keras outputs."""
-    from protiso.embed import embed, load_embeddings
+    from protiso.embedding import embed
+    from protiso.runs import load_embeddings
     from protiso.ingest import ingest
 
     ingest(store, [DATA / "sequences.fasta"])

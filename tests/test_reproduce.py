@@ -9,9 +9,10 @@ from conftest import sample_files
 from report_data import KWARGS, MISSING, MODELS, WHERE, build, copy
 
 from protiso import open_store
-from protiso.embed import load_embeddings, load_local_stats
+from protiso.runs import load_embeddings, load_local_stats
 from protiso.errors import InputError, QueryError
-from protiso.reproduce import reproduce, stored_spectra
+from protiso.isotropy.spectra import stored_spectra
+from protiso.pipeline.reproduce import reproduce
 
 IsoScoreRef = pytest.importorskip("IsoScore.IsoScore")
 

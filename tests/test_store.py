@@ -10,7 +10,8 @@ import pytest
 
 from protiso import open_store
 from protiso.errors import NotFoundError, ProtisoError, StoreBusyError
-from protiso.store import _migrations, resolve_store_path
+from protiso.store import resolve_store_path
+from protiso.store.catalog import _migrations
 
 
 def test_store_path_resolution(tmp_path, monkeypatch):

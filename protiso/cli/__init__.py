@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from protiso import __version__
+from protiso._version import __version__
 
 # Modules under protiso.cli that add commands; each exposes register(app).
 CLI_MODULES = ("foundation", "train", "isotropy", "neighbors", "pairs", "embed", "report")

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColum
 from rich.text import Text
 
 from protiso.cli.core import console, emit, err_console, open_from_ctx
-from protiso.embed import DTYPE_CHOICES, LENGTH_POLICIES, EmbedProgress, embed as embed_run
+from protiso.embedding import DTYPE_CHOICES, LENGTH_POLICIES, EmbedProgress, embed as embed_run
 
 
 class _ResiduesPerSecond(ProgressColumn):

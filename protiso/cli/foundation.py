@@ -17,7 +17,7 @@ from protiso.cli.core import console, emit, err_console, handle_errors, open_fro
 from protiso.errors import InputError, QueryError
 from protiso.ingest import ingest as ingest_files
 from protiso.ingest.loader import FORMATS, UNKNOWN_POLICIES
-from protiso.info import store_info
+from protiso.store.info import store_info
 
 SQL_FORMATS = ("table", "csv", "json", "parquet")
 
@@ -122,10 +122,6 @@ def info(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=
         emit(summary["runs"], title="embedding runs")
 
 
-DEMO_MAX_LENGTH = 128      # residues per protein in the demo (keeps it to a few minutes on 2 cores)
-DEMO_PAIR_PROTEINS = 250   # all pairs among 250 sampled proteins (31,125 pairs)
-
-
 def demo(ctx: typer.Context) -> None:
     """Run the whole pipeline on the bundled Swiss-Prot sample (2,000 proteins with GO terms and
     100 flat-file entries) and write the report: ingest, embed with the bundled protiso-mini
@@ -133,34 +129,20 @@ def demo(ctx: typer.Context) -> None:
     isotropy, a pair sample with alignments, distances and correlations. Each step is skipped
     when already done, so an interrupted demo resumes. protiso-mini is a demonstration model,
     not a stand-in for published pLMs."""
-    from protiso.cli.report import run_pipeline
-    from protiso.models import mini
-    from protiso.report import build_report
+    from protiso.cli.report import pipeline_callbacks
+    from protiso.pipeline.demo import run_demo
 
-    sample = resources.files("protiso") / "data" / "sample"
-    with resources.as_file(sample) as folder:
-        fasta = folder / "swissprot2014_go_2k.fasta.gz"
-        go = folder / "swissprot2014_go_2k.tsv.gz"
-        flat = folder / "swissprot_sample_100.dat"
-        with open_from_ctx(ctx) as store:
-            result = ingest_files(store, [fasta, flat], "auto", [go])
-            console.print(f"[bold]ingest[/]: {result.n_records:,} records, {result.n_new:,} new; "
-                          f"{result.n_new_annotations:,} new annotations", highlight=False)
-            emit(store.sql("SELECT * FROM organism_summary LIMIT 10"), title="top organisms")
-            emit(store.sql("SELECT * FROM annotation_summary"), title="annotations")
-            steps = mini.available_steps()
-            models = ["protiso-mini"] + [f"protiso-mini@step{s}" for s in steps[:-1]]
-            run_pipeline(store, models, fraction=None, pair_proteins=DEMO_PAIR_PROTEINS, seed=0,
-                         layers={"protiso-mini": "all"}, local_stats={"protiso-mini": True},
-                         max_length=DEMO_MAX_LENGTH, threads=max(1, min(4, os.cpu_count() or 1)),
-                         device="cpu", dtype="float32")
-            emit(store.sql("SELECT model, layer, n, d, isoscore, effective_dims, avg_cosine FROM "
-                           "isotropy_summary WHERE level = 'global' AND filter = '' AND layer = "
-                           "(SELECT list_max(layers) FROM runs r WHERE r.run_id = isotropy_summary.run_id)"),
-                 title="isotropy (last layer)")
-            path = build_report(store)
-            console.print(f"store: {store.root}", highlight=False)
-    console.print(f"report: {path}", highlight=False, markup=False)
+    def on_ingest(result) -> None:
+        console.print(f"[bold]ingest[/]: {result.n_records:,} records, {result.n_new:,} new; "
+                      f"{result.n_new_annotations:,} new annotations", highlight=False)
+        emit(store.sql("SELECT * FROM organism_summary LIMIT 10"), title="top organisms")
+        emit(store.sql("SELECT * FROM annotation_summary"), title="annotations")
+
+    with open_from_ctx(ctx) as store, pipeline_callbacks() as callbacks:
+        result = run_demo(store, on_ingest=on_ingest, **callbacks)
+        emit(result.isotropy, title="isotropy (last layer)")
+        console.print(f"store: {store.root}", highlight=False)
+    console.print(f"report: {result.report}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -134,7 +134,7 @@ def list_sets(ctx: typer.Context,
     """Pair sets with their definitions and finished alignments and distances."""
     with open_from_ctx(ctx, read_only=True) as store:
         tab = store.sql(
-            "SELECT s.name, s.strategy, s.seed, s.where_sql, s.n_proteins, s.n_pairs, "
+            "SELECT s.name, s.strategy, s.seed, s.filter, s.n_proteins, s.n_pairs, "
             "list(j.kind || ':' || j.key ORDER BY j.kind, j.key) FILTER (WHERE j.status = 'done') "
             "AS computed, s.created_at FROM pair_sets s LEFT JOIN pair_jobs j ON j.pair_set = s.name "
             "GROUP BY ALL ORDER BY s.name")

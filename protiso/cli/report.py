@@ -1,6 +1,8 @@
 """`protiso reproduce` (the paper's pipeline, resumable) and `protiso report` (static HTML)."""
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 from typing import Optional
 
@@ -8,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from protiso.cli.core import console, emit, err_console, error, open_from_ctx, to_json, warn
-from protiso.reproduce import PAPER_MODELS
+from protiso.pipeline.reproduce import PAPER_MODELS, reproduce
 
 
 def step_line(s) -> str:
@@ -17,10 +19,9 @@ def step_line(s) -> str:
     return f"{who}{s.step} {s.status}{took} - {s.detail}"
 
 
-def run_pipeline(store, models, *, quiet: bool = False, **kwargs):
-    """reproduce() with a progress bar for embedding and one line per finished step."""
-    from protiso.reproduce import reproduce
-
+@contextlib.contextmanager
+def pipeline_callbacks(quiet: bool = False):
+    """reproduce()'s callbacks: a progress bar for embedding and one line per finished step."""
     with Progress(TextColumn("embed"), BarColumn(bar_width=None), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True,
                   disable=not err_console.is_terminal) as bar:
@@ -34,7 +35,7 @@ def run_pipeline(store, models, *, quiet: bool = False, **kwargs):
                 err_console.print(step_line(s), highlight=False, markup=False, soft_wrap=True)
             bar.update(task, completed=0, total=None)
 
-        return reproduce(store, models, on_step=on_step, embed_progress=embed_progress, **kwargs)
+        yield {"on_step": on_step, "embed_progress": embed_progress}
 
 
 def reproduce_cmd(
@@ -65,8 +66,8 @@ def reproduce_cmd(
     per-group isotropy (organism, GO), spectra, a pair sample with alignments, embedding
     distances, GO overlaps and correlations. Resumable: finished steps are skipped. Models that
     cannot be loaded here are reported and skipped. Then `protiso report`."""
-    with open_from_ctx(ctx) as store:
-        result = run_pipeline(store, models, quiet=as_json, seed=seed, where=where,
+    with open_from_ctx(ctx) as store, pipeline_callbacks(quiet=as_json) as callbacks:
+        result = reproduce(store, models, **callbacks, seed=seed, where=where,
                               fraction=None if pair_proteins is not None else fraction,
                               pair_proteins=pair_proteins,
                               layers=layers, max_length=max_length, local_stats=not no_local,

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
-from protiso import __version__
+from protiso._version import __version__
 from protiso.errors import InputError
 from protiso.ingest.annotations import parse_annotations
 from protiso.ingest.fasta import parse_fasta

@@ -10,7 +10,7 @@ buffered into larger products. Memory: one batch (16,384 rows), the row buffer (
 strings; never an n x d matrix.
 
 Local level: the per-residue-type SufficientStats written by `embed --local-stats`
-(`protiso.embed.load_local_stats`), one row per amino acid plus the pooled residues.
+(`protiso.runs.load_local_stats`), one row per amino acid plus the pooled residues.
 
 Bootstrap (--bootstrap B): a Poisson bootstrap over proteins in the same pass. Every protein
 gets, for each replicate b, an integer count w ~ Poisson(1) drawn from a hash of (seed,
@@ -35,10 +35,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from protiso import __version__
+from protiso._version import __version__
 from protiso.errors import InputError, NotFoundError, ProtisoError, QueryError
 from protiso.isotropy.metrics import DEFAULT_ZETA, IsotropyMetrics, compute_metrics, quick_metrics
 from protiso.isotropy.stats import SufficientStats
+from protiso.query import Subset, as_subset
+from protiso.runs import load_local_stats, matrix, resolve_layer, resolve_run
+from protiso.runs.reader import count_layer, stream_layer
 from protiso.store import Store
 
 DEFAULT_BATCH_ROWS = 16384
@@ -129,7 +132,7 @@ class GroupAccumulator:
             raise TooManyGroupsError(
                 f"{n_groups} groups x {self.bootstrap + 1} statistics of dimension {self.dim} need "
                 f"{need / 2**30:.1f} GiB (limit {self.max_bytes / 2**30:.1f} GiB); use a coarser "
-                "--group-by, a --where filter, or fewer --bootstrap replicates")
+                "grouping, a narrower filter, or fewer bootstrap replicates")
 
     def _group(self, key):
         stats = self.groups.get(key)
@@ -234,100 +237,47 @@ def summarize(acc: GroupAccumulator, zeta: float = DEFAULT_ZETA, ci_level: float
 # ---------------------------------------------------------------------------------------------
 # The streaming pass over a run
 # ---------------------------------------------------------------------------------------------
-def _matrix(column, dim: int, where: str) -> np.ndarray:
-    """(n, dim) float32 view of an Arrow FixedSizeList / List column of embeddings."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if column.null_count:
-        raise InputError(f"{where}: {column.null_count} NULL embeddings")
-    values = column.flatten()
-    if len(values) != len(column) * dim:
-        raise InputError(f"{where}: embeddings are not all of dimension {dim}")
-    return values.to_numpy(zero_copy_only=False).reshape(len(column), dim)
-
-
-def embeddings_query(store: Store, run_id: str, where: str | None) -> str:
-    """SQL streaming (embedding, accession) of one layer ($layer) of a run, filtered by `where`.
-
-    Group keys are not joined here: DuckDB would build its hash table on the (smaller-looking)
-    embeddings side and hold them all in memory; see group_keys."""
-    from protiso.subset import accessions_sql
-    from protiso.views import parquet_source
-
-    parts = store.parts(f"embeddings/{run_id}")
-    if not parts:
-        raise NotFoundError(f"run {run_id} has no stored embeddings (dataset embeddings/{run_id} is empty)")
-    conds = ["e.layer = $layer"]
-    if where and where.strip():
-        conds.append(f"e.accession IN ({accessions_sql(store, where)})")
-    return f"SELECT e.embedding, e.accession FROM {parquet_source(parts)} e WHERE {' AND '.join(conds)}"
-
-
-def group_keys(store: Store, group_by: str, where: str | None) -> dict[str, str | None]:
-    """accession -> group value as text (NULL -> None) for the proteins matching `where`.
+def group_keys(store: Store, subset: Subset) -> dict[str, str | None]:
+    """accession -> group value as text (NULL -> None) for the proteins of the subset.
 
     Memory O(proteins) in short strings: small next to the d x d statistics per group."""
-    from protiso.subset import accessions_sql, group_sql
-
-    query = f"SELECT accession, CAST(grp AS VARCHAR) AS grp FROM ({group_sql(store, group_by)})"
-    if where and where.strip():
-        query += f" WHERE accession IN ({accessions_sql(store, where)})"
+    query = f"SELECT accession, CAST(grp AS VARCHAR) AS grp FROM ({subset.groups_sql()})"
     try:
         table = store.sql(query)
     except duckdb.Error as exc:
-        raise QueryError(f"evaluating --group-by {group_by!r}: {exc}") from exc
+        raise QueryError(f"evaluating group-by {subset.group_by!r}: {str(exc).splitlines()[0]}") from exc
     return dict(zip(table.column("accession").to_pylist(), table.column("grp").to_pylist()))
 
 
-@contextlib.contextmanager
-def _reading(run_id: str, layer: int):
-    """DuckDB errors while reading a run (a group expression failing at run time, a damaged
-    part) become QueryErrors naming the run and layer."""
-    try:
-        yield
-    except duckdb.Error as exc:
-        raise QueryError(f"reading embeddings of run {run_id}, layer {layer}: {exc}") from exc
-
-
-def scan_layer(store: Store, run_id: str, layer: int, dim: int, where: str | None = None,
+def scan_layer(store: Store, run_id: str, layer: int, dim: int, where: str | Subset | None = None,
                group_by: str | None = None, bootstrap: int = 0, seed: int = 0,
                batch_rows: int = DEFAULT_BATCH_ROWS, max_bytes: int = MAX_STATS_BYTES,
                progress: Callable[[int], None] | None = None) -> GroupAccumulator:
-    """One streaming pass over a run's layer: per-group sufficient statistics."""
+    """One streaming pass over a run's layer (restricted and grouped by a Subset, or by filter and
+    group-by text): per-group sufficient statistics."""
+    subset = as_subset(store, where, group_by)
     acc = GroupAccumulator(dim, bootstrap, seed, max_bytes)
     keys_of = None
-    if group_by:  # fail before the pass, not after hours of it
-        keys_of = group_keys(store, group_by, where)
+    if subset.group_by:  # fail before the pass, not after hours of it
+        keys_of = group_keys(store, subset)
         acc.check_groups(len(set(keys_of.values())))
-    query = embeddings_query(store, run_id, where)
-    with _reading(run_id, layer), _blas_threads(max(1, (os.cpu_count() or 2) // 2)):
-        reader = store.con.sql(query, params={"layer": layer}).to_arrow_reader(batch_rows)
-        try:
-            for batch in reader:
-                X = _matrix(batch.column("embedding"), dim, f"run {run_id} layer {layer}")
-                accs = batch.column("accession").to_pylist() if (bootstrap or group_by) else None
-                keys = None
-                if keys_of is not None:
-                    keys = [keys_of.get(a, _NO_PROTEIN) for a in accs]
-                    keep = np.fromiter((k is not _NO_PROTEIN for k in keys), dtype=bool, count=len(keys))
-                    if not keep.all():  # embeddings of proteins no longer in the catalog
-                        X = X[keep]
-                        keys = [k for k, ok in zip(keys, keep) if ok]
-                        accs = [a for a, ok in zip(accs, keep) if ok]
-                acc.add(X, keys, accs if bootstrap else None)
-                if progress:
-                    progress(batch.num_rows)
-        finally:
-            reader.close()  # frees the connection even when interrupted
+    with _blas_threads(max(1, (os.cpu_count() or 2) // 2)):
+        for batch in stream_layer(store, run_id, layer, subset, batch_rows):
+            X = matrix(batch.column("embedding"), dim)
+            accs = batch.column("accession").to_pylist() if (bootstrap or keys_of is not None) else None
+            keys = None
+            if keys_of is not None:
+                keys = [keys_of.get(a, _NO_PROTEIN) for a in accs]
+                keep = np.fromiter((k is not _NO_PROTEIN for k in keys), dtype=bool, count=len(keys))
+                if not keep.all():  # embeddings of proteins no longer in the catalog
+                    X = X[keep]
+                    keys = [k for k, ok in zip(keys, keep) if ok]
+                    accs = [a for a, ok in zip(accs, keep) if ok]
+            acc.add(X, keys, accs if bootstrap else None)
+            if progress:
+                progress(batch.num_rows)
     acc.finish()
     return acc
-
-
-def count_rows(store: Store, run_id: str, layer: int, where: str | None = None) -> int:
-    """Vectors a pass over this layer (and filter) will read; for progress bars."""
-    query = embeddings_query(store, run_id, where)
-    with _reading(run_id, layer):
-        return int(store.scalar(f"SELECT count(*) FROM ({query})", {"layer": layer}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,20 +342,17 @@ def _provenance(run) -> dict:
 
 
 def _layers(run, layer) -> list[int]:
-    available = [int(x) for x in (getattr(run, "layers", None) or [])]
+    """'last'/None -> the last embedded layer; 'all' -> every embedded layer; else one layer
+    (negative counts from the end)."""
     if layer is None or layer == "last":
-        if not available:
-            raise NotFoundError(f"run {run.run_id} lists no layers")
-        return [max(available)]
+        return [resolve_layer(run, None)]
     if layer == "all":
-        return sorted(available)
+        return sorted(int(x) for x in run.layers)
     try:
         layer = int(layer)
     except (TypeError, ValueError):
         raise InputError(f"layer must be an index, 'all' or 'last', got {layer!r}") from None
-    if available and layer not in available:
-        raise NotFoundError(f"run {run.run_id} has no layer {layer}; it has {sorted(available)}")
-    return [layer]
+    return [resolve_layer(run, layer)]
 
 
 def _layer_progress(progress: Callable[[str, int, int], None], label: str, total: int) -> Callable[[int], None]:
@@ -425,30 +372,28 @@ def isotropy(store: Store, model: str, layer: int | str | None = None, level: st
     """Isotropy metrics of a run (model alias or run id), per layer and group; stored in `metrics`.
 
     layer: an index, 'all', or None for the last layer. progress(label, done, total)."""
-    from protiso.embed import load_local_stats, resolve_run
-
     if level not in ("global", "local"):
         raise InputError(f"level must be 'global' or 'local', got {level!r}")
     if bootstrap < 0:
-        raise InputError(f"--bootstrap must be >= 0, got {bootstrap}")
+        raise InputError(f"bootstrap replicates must be >= 0, got {bootstrap}")
     if not 0.0 <= zeta <= 1.0:
         raise InputError(f"shrinkage zeta must be in [0, 1], got {zeta}")
     if not 0.0 < ci_level < 1.0:
         raise InputError(f"confidence level must be in (0, 1), got {ci_level}")
-    where = (where or "").strip()
-    group_by = (group_by or "").strip()
+    subset = as_subset(store, where, group_by)
+    where, group_by = subset.where, subset.group_by
     run = resolve_run(store, model)
     results: list[IsotropyResult] = []
     common = dict(run_id=run.run_id, model=getattr(run, "model", None), provenance=_provenance(run))
     for lay in _layers(run, layer):
         if level == "local":
             if where or group_by or bootstrap:
-                raise InputError("--level local works on the stored per-residue-type statistics of "
-                                 "the whole run: --where, --group-by and --bootstrap need --level global")
+                raise InputError("level 'local' works on the stored per-residue-type statistics of the "
+                                 "whole run: a filter, grouping or bootstrap needs level 'global'")
             per_type = load_local_stats(store, run.run_id, lay)
             if not per_type:
                 raise NotFoundError(f"run {run.run_id} has no per-residue statistics for layer {lay}; "
-                                    "embed with --local-stats")
+                                    "embed it with per-residue statistics (local_stats)")
             pooled = SufficientStats.empty(next(iter(per_type.values())).dim)
             for stats in per_type.values():
                 pooled = pooled + stats
@@ -460,12 +405,12 @@ def isotropy(store: Store, model: str, layer: int | str | None = None, level: st
                                           group_key=LOCAL_POOLED, metrics=compute_metrics(pooled, None, zeta)))
             continue
         callback = _layer_progress(progress, f"layer {lay}",
-                                   count_rows(store, run.run_id, lay, where or None)) if progress else None
-        acc = scan_layer(store, run.run_id, lay, int(run.dim), where or None, group_by or None,
-                         bootstrap, seed, batch_rows, max_bytes, callback)
+                                   count_layer(store, run.run_id, lay, subset)) if progress else None
+        acc = scan_layer(store, run.run_id, lay, int(run.dim), subset, None, bootstrap, seed, batch_rows,
+                         max_bytes, callback)
         if not acc.groups:
             raise NotFoundError(f"no embeddings of run {run.run_id}, layer {lay} match"
-                                + (f" --where {where!r}" if where else ""))
+                                + (f" the filter {where!r}" if where else ""))
         for key, metrics, ci in summarize(acc, zeta, ci_level, grouped=bool(group_by)):
             results.append(IsotropyResult(**common, layer=lay, level="global", filter=where,
                                           group_by=group_by, group_key=key, metrics=metrics, ci=ci,

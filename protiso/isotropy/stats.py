@@ -6,7 +6,9 @@ chunks, shards and groups are reduced independently and merged exactly (float64)
 from __future__ import annotations
 
 from dataclasses import dataclass
+import io
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -70,11 +72,50 @@ class SufficientStats:
 
     def save(self, path: Path) -> None:
         """Write to an .npz file (the caller makes the write atomic)."""
-        with open(path, "wb") as fh:
-            np.savez(fh, n=np.int64(self.n), sum=self.sum, sum_outer=self.sum_outer,
-                     sum_unit=self.sum_unit)
+        save_stats_map({"": self}, path)
 
     @classmethod
     def load(cls, path: Path) -> "SufficientStats":
-        with np.load(path) as z:
-            return cls(int(z["n"]), z["sum"], z["sum_outer"], z["sum_unit"])
+        return load_stats_map(path)[""]
+
+
+# One serialisation for every set of statistics protiso keeps (a layer's per-residue-type
+# statistics file, statistics shipped from Ray workers, transforms): an .npz with arrays
+# `<name>__n`, `<name>__sum`, `<name>__sum_outer`, `<name>__sum_unit` per named entry.
+_FIELDS = ("n", "sum", "sum_outer", "sum_unit")
+
+
+def save_stats_map(stats: dict[str, SufficientStats], target: str | Path | BinaryIO) -> None:
+    """Write named statistics (float64, exact) to a path or binary file object."""
+    arrays = {}
+    for name, s in stats.items():
+        if "__" in name:
+            raise ValueError(f"statistics name {name!r} must not contain '__'")
+        arrays.update({f"{name}__n": np.int64(s.n), f"{name}__sum": s.sum,
+                       f"{name}__sum_outer": s.sum_outer, f"{name}__sum_unit": s.sum_unit})
+    if isinstance(target, (str, Path)):
+        with open(target, "wb") as fh:
+            np.savez(fh, **arrays)
+    else:
+        np.savez(target, **arrays)
+
+
+def load_stats_map(source: str | Path | BinaryIO) -> dict[str, SufficientStats]:
+    """Read what `save_stats_map` wrote."""
+    out = {}
+    with np.load(source) as z:
+        for name in [k[:-3] for k in z.files if k.endswith("__n")]:
+            out[name] = SufficientStats(*(int(z[f"{name}__n"]) if f == "n" else z[f"{name}__{f}"]
+                                          for f in _FIELDS))
+    return out
+
+
+def stats_to_bytes(stats: dict[str, SufficientStats]) -> bytes:
+    """Named statistics as .npz bytes (for shipping between processes)."""
+    buf = io.BytesIO()
+    save_stats_map(stats, buf)
+    return buf.getvalue()
+
+
+def stats_from_bytes(data: bytes) -> dict[str, SufficientStats]:
+    return load_stats_map(io.BytesIO(data)) if data else {}

@@ -20,6 +20,7 @@ from typing import Callable
 
 from protiso.errors import NotFoundError
 from protiso.models.base import LoadOptions, ModelAdapter
+from protiso.models.device import resolve_device
 
 HF_LOADER = "protiso.models.hf:load_hf"
 
@@ -151,3 +152,11 @@ def load_model(name: str, options: LoadOptions | None = None) -> ModelAdapter:
         module, func = loader.split(":")
         loader = getattr(importlib.import_module(module), func)
     return loader(res.spec, res.source, options or LoadOptions())
+
+
+def load(name: str, device: str = "auto", weights: str | None = None, offline: bool | None = None,
+         dtype: str = "float32") -> ModelAdapter:
+    """The one way protiso loads a model: resolve the name (alias, `protiso-mini@step<N>`,
+    directory or hub id) and the device, then load the adapter in `dtype`."""
+    return load_model(name, LoadOptions(device=resolve_device(device), dtype=dtype, weights=weights,
+                                        offline=bool(offline) if offline is not None else False))

@@ -27,8 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from protiso import __version__
+from protiso._version import __version__
 from protiso.errors import InputError, NotFoundError, ProtisoError
+from protiso.runs import embeddings_dataset, matrix
 from protiso.store import Store
 
 KINDS = ("flat", "hnsw", "ivf")
@@ -73,10 +74,6 @@ class IndexState:
     missing_parts: list[str]
 
 
-def embedding_dataset(run_id: str) -> str:
-    return f"embeddings/{run_id}"
-
-
 def index_id_for(run_id: str, layer: int, kind: str, metric: str) -> str:
     return f"{run_id}/L{int(layer)}/{kind}-{metric}"
 
@@ -96,13 +93,11 @@ def _relative(store: Store, path: Path) -> str:
 
 def run_parts(store: Store, run_id: str) -> list[str]:
     """Relative paths of the run's embedding parts, oldest first."""
-    return [_relative(store, p) for p in store.parts(embedding_dataset(run_id))]
+    return [_relative(store, p) for p in store.parts(embeddings_dataset(run_id))]
 
 
 def read_part_layer(store: Store, rel_path: str, layer: int) -> tuple[list[str], np.ndarray]:
     """Accessions and vectors of one layer from one embedding part."""
-    from protiso.embed import matrix
-
     table = pq.read_table(store.root / rel_path, columns=["accession", "layer", "embedding"],
                           filters=[("layer", "=", int(layer))])
     kind = table.schema.field("embedding").type

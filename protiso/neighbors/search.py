@@ -21,6 +21,8 @@ from protiso.errors import InputError, NotFoundError
 from protiso.ingest.records import PROTEIN_ALPHABET, invalid_residue, normalise_sequence
 from protiso.neighbors.index import (IndexInfo, extend_index, get_index_info, index_state,
                                      load_faiss, prepare, reconstruct)
+from protiso.query import Subset, as_subset
+from protiso.runs import resolve
 from protiso.store import Store
 
 # Below this many allowed vectors a filtered search scans them exactly (fast and exact).
@@ -56,15 +58,13 @@ class NeighborResult:
 
 # -- the core: vectors in, ids and scores out ----------------------------------------------
 
-def allowed_ids(store: Store, info: IndexInfo, where: str | None) -> np.ndarray | None:
-    """FAISS ids whose proteins match `where` (None: no filter)."""
-    if where is None or not where.strip():
+def allowed_ids(store: Store, info: IndexInfo, where: str | Subset | None) -> np.ndarray | None:
+    """FAISS ids whose proteins are in the subset (None: no filter)."""
+    subset = as_subset(store, where)
+    if subset.is_all:
         return None
-    from protiso.subset import accessions_sql
-
-    sub = accessions_sql(store, where)
     got = store.con.execute(
-        f"SELECT id FROM nn_index_ids WHERE index_id = ? AND accession IN ({sub}) ORDER BY id",
+        f"SELECT id FROM nn_index_ids WHERE index_id = ? AND accession IN ({subset.accessions_sql()}) ORDER BY id",
         [info.index_id]).fetchnumpy()["id"]
     return np.asarray(got, dtype=np.int64)
 
@@ -224,21 +224,8 @@ def resolve_queries(store: Store, info: IndexInfo, query: str | Path | list[str]
 # -- the whole lookup ------------------------------------------------------------------------
 
 def resolve_run_layer(store: Store, model: str, layer: int | None = None) -> tuple[str, int]:
-    """(run_id, layer) for a model alias or run id (see `protiso.embed.resolve_run`); the run's
-    last embedded layer by default, negative layers count from the end."""
-    from protiso.embed import resolve_run
-
-    run = resolve_run(store, model)
-    layers = sorted(int(x) for x in (run.layers or []))
-    if not layers:
-        raise NotFoundError(f"run {run.run_id} has no embedded layers")
-    if layer is None:
-        return run.run_id, layers[-1]
-    layer = int(layer)
-    if layer < 0:
-        layer = layers[-1] + 1 + layer
-    if layer not in layers:
-        raise NotFoundError(f"layer {layer} is not embedded in run {run.run_id}; embedded layers: {layers}")
+    """(run_id, layer) for a model alias or run id (see `protiso.runs.resolve`)."""
+    run, layer = resolve(store, model, layer)
     return run.run_id, layer
 
 

@@ -34,6 +34,10 @@ from protiso.isotropy.metrics import (avg_cosine, covariance, effective_dims_fro
                                       isoscore_from_eigenvalues)
 from protiso.isotropy.stats import SufficientStats
 from protiso.neighbors.index import iter_layer, run_parts
+from protiso.embedding import embed_sequences
+from protiso.models import load
+from protiso.runs import embeddings_dataset, get_run
+from protiso.runs.writer import vectors_table
 from protiso.store import Store
 
 TRANSFORMS = ("center", "whiten", "abtt", "pca")
@@ -160,8 +164,6 @@ def embed_for_run(store: Store, run_id: str, layer: int, sequences: list[str]) -
     if derived is not None:
         parent, parent_layer, tf = derived
         return tf.apply(embed_for_run(store, parent, parent_layer, sequences))
-    from protiso.embed import embed_sequences, get_run
-
     run = get_run(store, run_id)
     if run is None:
         raise NotFoundError(f"run {run_id} is not in the runs table")
@@ -175,9 +177,7 @@ def _adapter_for(run):
     """The run's model, loaded once and kept (one at a time) so repeated queries do not reload it."""
     adapter = _ADAPTERS.get(run.model)
     if adapter is None:
-        from protiso.models import LoadOptions, load_model
-
-        adapter = load_model(run.model, LoadOptions(device="cpu", dtype="float32", offline=True))
+        adapter = load(run.model, "cpu", offline=True)
         _ADAPTERS.clear()
         _ADAPTERS[run.model] = adapter
     return adapter
@@ -236,11 +236,7 @@ def create_derived_run(store: Store, run_id: str, layer: int, name: str, param: 
                  param_path.relative_to(store.root).as_posix()])
             for acc, X in iter_layer(store, run_parts(store, run_id), layer):
                 Y = tf.apply(X)
-                store.write_part(f"embeddings/{new_id}", pa.table({
-                    "accession": pa.array(acc, pa.string()),
-                    "layer": pa.array(np.full(len(acc), layer, np.int16), pa.int16()),
-                    "embedding": pa.FixedSizeListArray.from_arrays(
-                        pa.array(Y.reshape(-1), pa.float32()), tf.out_dim)}))
+                store.write_part(embeddings_dataset(new_id), vectors_table(acc, layer, Y))
                 if progress:
                     progress(len(acc))
     except BaseException:

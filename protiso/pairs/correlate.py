@@ -15,6 +15,9 @@ from protiso.errors import InputError, NotFoundError
 from protiso.pairs.align import Scoring
 from protiso.pairs.jobs import alignment_key
 from protiso.pairs.sample import get_pair_set
+from protiso.pairs.distances import distance_pair_set
+from protiso.pairs.functional import go_pair_set
+from protiso.runs import resolve
 from protiso.store import Store
 
 VARIABLES = ("cosine", "sq_euclidean", "score", "identity", "go_jaccard")
@@ -55,11 +58,9 @@ def prepare(store: Store, name: str, model: str, layer: int | None = None,
             alignment: str | None = None, progress=None) -> Selection:
     """Make sure the inputs exist: embedding distances for the run/layer (computed if missing)
     and current GO Jaccard overlaps; returns the selection to correlate."""
-    from protiso.pairs.distances import distance_pair_set, resolve_embeddings
-    from protiso.pairs.functional import go_pair_set
-
     get_pair_set(store, name)
-    run_id, layer = resolve_embeddings(store, model, layer)
+    run, layer = resolve(store, model, layer)
+    run_id = run.run_id
     if not store.scalar("SELECT count(*) FROM pair_jobs WHERE pair_set = ? AND kind = 'distance' "
                         "AND key = ? AND status = 'done'", [name, f"{run_id}/L{layer}"]):
         distance_pair_set(store, name, run_id, layer, progress=progress)

@@ -7,12 +7,15 @@ Results: dataset pairs/<set>/dist/<run_id>/L<layer>, view `pair_distances`.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow as pa
 
 from protiso.errors import NotFoundError
 from protiso.pairs.jobs import JobResult, _finish_job, _save_chunk, _start_job, pending_chunks
 from protiso.pairs.sample import constant_column, get_pair_set, pair_indices
+from protiso.runs import load_vectors, resolve
 from protiso.store import Store
 
 DIST_SCHEMA = pa.schema([("pair_set", pa.string()), ("run_id", pa.string()), ("layer", pa.int16()),
@@ -54,43 +57,12 @@ def pair_distances(X: np.ndarray, ia: np.ndarray, ib: np.ndarray, block: int = 1
     return cos, sq
 
 
-def resolve_embeddings(store: Store, model: str, layer: int | None = None) -> tuple[str, int]:
-    """(run_id, layer) for a model alias or run id; layer defaults to the run's last layer."""
-    from protiso.embed import resolve_run
-
-    run = resolve_run(store, model, layer)          # checks that the run has `layer`
-    return run.run_id, int(layer) if layer is not None else max(run.layers)
-
-
-def load_vectors(store: Store, run_id: str, layer: int, accessions: list[str]) -> np.ndarray:
-    """Embeddings of `accessions` (in that order) as float32 (n, dim), streamed part by part
-    so memory holds only the proteins asked for."""
-    from protiso.embed import iter_embeddings
-
-    pos = {a: i for i, a in enumerate(accessions)}
-    X = None
-    seen = np.zeros(len(accessions), dtype=bool)
-    for accs, block in iter_embeddings(store, run_id, layer):
-        if X is None:
-            X = np.zeros((len(accessions), block.shape[1]), dtype=np.float32)
-        idx = np.array([pos.get(a, -1) for a in accs], dtype=np.int64)
-        keep = idx >= 0
-        X[idx[keep]] = block[keep]
-        seen[idx[keep]] = True
-    if not seen.all():
-        missing = [a for a, ok in zip(accessions, seen) if not ok]
-        raise NotFoundError(f"run {run_id!r} layer {layer} lacks embeddings for {len(missing)} "
-                            f"protein(s) of the pair set, e.g. {', '.join(missing[:5])}")
-    return X if X is not None else np.zeros((0, 0), dtype=np.float32)
-
-
 def distance_pair_set(store: Store, name: str, model: str, layer: int | None = None,
                       chunk_size: int = 1_000_000, progress=None) -> JobResult:
     """Cosine and squared Euclidean distance of every pair of `name` for one run and layer."""
-    import time
-
     ps = get_pair_set(store, name)
-    run_id, layer = resolve_embeddings(store, model, layer)
+    run, layer = resolve(store, model, layer)
+    run_id = run.run_id
     key = f"{run_id}/L{layer}"
     params = {"run_id": run_id, "layer": layer}
     n_chunks = -(-ps.n_pairs // chunk_size)

@@ -16,17 +16,12 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from protiso import __version__
+from protiso._version import __version__
 from protiso.errors import InputError
-from protiso.pairs.align import RESULT_FIELDS, Scoring, align_many, make_backend
+from protiso.pairs.align import Scoring, make_backend
+from protiso.pairs.chunks import ALIGN_SCHEMA, align_chunk, align_table  # noqa: F401 - ALIGN_SCHEMA is API
 from protiso.pairs.sample import _take, constant_column, get_pair_set, pair_indices, sequences
 from protiso.store import Store
-
-ALIGN_SCHEMA = pa.schema([
-    ("pair_set", pa.string()), ("alignment", pa.string()), ("pair_id", pa.int64()),
-    ("accession_a", pa.string()), ("accession_b", pa.string()), ("score", pa.float64()),
-    ("identity", pa.float64()), ("matches", pa.int32()), ("length", pa.int32()), ("gaps", pa.int32())])
-
 
 @dataclass
 class JobResult:
@@ -115,32 +110,6 @@ def _worker_init(scoring: Scoring, backend: str) -> None:
     _WORKER["scoring"] = scoring
 
 
-def align_chunk(data: tuple, scoring: Scoring, engine, chunk: int):
-    """Align chunk `chunk` of the pairs in `data` = (sequences, ia, ib, chunk_size, n_pairs)
-    -> (chunk, per-pair results, seconds). Shared by the local pool and the Ray actors."""
-    seq, ia, ib, chunk_size, n_pairs = data
-    lo, hi = chunk * chunk_size, min(n_pairs, (chunk + 1) * chunk_size)
-    t0 = time.perf_counter()
-    out = align_many([seq[i] for i in ia[lo:hi]], [seq[j] for j in ib[lo:hi]], scoring, _engine=engine)
-    return chunk, out, time.perf_counter() - t0
-
-
-def align_table(name: str, key: str, proteins: list[str], ia, ib, chunk: int, chunk_size: int, n_pairs: int,
-                out: dict) -> pa.Table:
-    """A chunk's alignment results as a Parquet-ready table (ALIGN_SCHEMA)."""
-    lo, hi = chunk * chunk_size, min(n_pairs, (chunk + 1) * chunk_size)
-    table = pa.table({
-        "pair_set": constant_column(name, hi - lo),
-        "alignment": constant_column(key, hi - lo),
-        "pair_id": pa.array(np.arange(lo, hi, dtype=np.int64)),
-        "accession_a": _take(proteins, ia[lo:hi]),
-        "accession_b": _take(proteins, ib[lo:hi]),
-        **{f: pa.array(out[f]) for f, _ in RESULT_FIELDS}}, schema=ALIGN_SCHEMA)
-    # NaN identity (empty local alignment) is stored as NULL
-    ident = pa.array(out["identity"], pa.float64(), mask=np.isnan(out["identity"]))
-    return table.set_column(table.schema.get_field_index("identity"), "identity", ident)
-
-
 def _worker_align(chunk: int):
     """Align one chunk; the pair data is in _WORKER (set before the fork)."""
     return align_chunk(_WORKER["data"], _WORKER["scoring"], _WORKER["engine"], chunk)
@@ -154,7 +123,7 @@ def align_pair_set(store: Store, name: str, scoring: Scoring | None = None, thre
     pairs/<name>/align/<alignment key>, view `pairs`. `progress(pairs_done, pairs_total)`.
 
     engine 'local': `threads` processes here; 'ray': chunks distributed over a Ray cluster
-    (ray_options: address, workers, cpus_per_worker; see protiso.distributed.pairs), same
+    (ray_options: address, workers, cpus_per_worker; see protiso.pairs.ray_engine), same
     outputs and resume rule."""
     if engine not in ("local", "ray"):
         raise InputError(f"--engine {engine!r}: choose local or ray")
@@ -187,7 +156,7 @@ def align_pair_set(store: Store, name: str, scoring: Scoring | None = None, thre
 
     total = 0.0
     if engine == "ray":
-        from protiso.distributed.pairs import ray_align
+        from protiso.pairs.ray_engine import ray_align   # optional extra: imported on use
         total = ray_align(store, name, key, sc, backend, data, proteins, todo,
                           str(store.dataset_dir(_dataset(name, "align", key))), save, **(ray_options or {}))
         _finish_job(store, name, "align", key)

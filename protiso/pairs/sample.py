@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from protiso import __version__
+from protiso._version import __version__
 from protiso.errors import InputError, NotFoundError
 from protiso.store import Store
-from protiso.subset import accessions_sql
+from protiso.query import Subset, as_subset
 
 STRATEGIES = ("all-pairs", "random-pairs", "identity-stratified")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -113,10 +113,12 @@ def _random_pairs(rng: np.random.Generator, n: int, k: int) -> tuple[np.ndarray,
 
 def sample_pairs(store: Store, name: str, *, strategy: str = "all-pairs", fraction: float | None = None,
                  proteins: int | None = None, pairs: int | None = None, seed: int = 0,
-                 where: str | None = None, bins: int = 10, pool_factor: int = 10,
+                 where: str | Subset | None = None, bins: int = 10, pool_factor: int = 10,
                  threads: int = 1, replace: bool = False) -> PairSet:
     """Create pair set `name` (see the module docstring); returns its summary."""
     check_name(name)
+    subset = as_subset(store, where)
+    where = subset.where
     if strategy not in STRATEGIES:
         raise InputError(f"strategy {strategy!r} must be one of {', '.join(STRATEGIES)}")
     given = [x is not None for x in (fraction, proteins, pairs)]
@@ -135,7 +137,7 @@ def sample_pairs(store: Store, name: str, *, strategy: str = "all-pairs", fracti
         raise InputError(f"pair set {name!r} exists; choose another name or pass --replace")
 
     population = [r[0] for r in store.con.execute(
-        f"SELECT accession FROM ({accessions_sql(store, where)}) ORDER BY accession").fetchall()]
+        f"SELECT accession FROM ({subset.accessions_sql()}) ORDER BY accession").fetchall()]
     n_pop = len(population)
     rng = np.random.Generator(np.random.PCG64(seed))
 
@@ -171,7 +173,7 @@ def sample_pairs(store: Store, name: str, *, strategy: str = "all-pairs", fracti
         "accession_b": _take(chosen, ib),
     }, schema=LIST_SCHEMA)
     n_proteins = len(np.union1d(ia, ib))
-    definition = {"strategy": strategy, "seed": seed, "where": where, "fraction": fraction,
+    definition = {"strategy": strategy, "seed": seed, "filter": where, "fraction": fraction,
                   "proteins": proteins, "pairs": pairs, "population": n_pop,
                   "rng": "numpy PCG64, proteins sorted by accession"}
     if strategy == "identity-stratified":
@@ -181,7 +183,7 @@ def sample_pairs(store: Store, name: str, *, strategy: str = "all-pairs", fracti
         delete_pair_set(store, name)
     with store.transaction():
         store.con.execute(
-            "INSERT INTO pair_sets (name, strategy, seed, where_sql, fraction, proteins_requested, "
+            "INSERT INTO pair_sets (name, strategy, seed, filter, fraction, proteins_requested, "
             "pairs_requested, n_population, n_proteins, n_pairs, definition, software_version) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [name, strategy, seed, where, fraction, proteins, pairs, n_pop, n_proteins,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 
-from protiso.views import parquet_source
+from protiso.store import parquet_source, queries, registry
+
+Q = queries("pairs")
 
 _KINDS = (
     ("pair_list", re.compile(r"^pairs/[^/]+/list$"), "pair_set, pair_id, accession_a, accession_b"),
@@ -22,9 +24,10 @@ _KINDS = (
 )
 
 
+@registry.views
 def create_pair_views(store) -> None:
-    rows = store.con.execute("SELECT dataset, path FROM parts WHERE dataset LIKE 'pairs/%' "
-                             "ORDER BY created_at, path").fetchall()
+    """One view per kind of pair part, over all its parts."""
+    rows = store.execute(Q.pair_parts).fetchall()
     for view, pattern, columns in _KINDS:
         paths = [store.root / p for ds, p in rows if pattern.match(ds) and (store.root / p).exists()]
         if paths:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protiso import __version__
+from protiso._version import __version__
 from protiso.errors import InputError
 from protiso.report import data, figures
 from protiso.store import Store
@@ -272,7 +272,7 @@ def _local(doc: _Doc, store: Store) -> None:
         if not per:
             continue
         mean = float(np.mean([r["effective_dims"] for r in per]))
-        run_filter = store.scalar("SELECT where_filter FROM runs WHERE run_id = ?", [run_id])
+        run_filter = store.scalar("SELECT filter FROM runs WHERE run_id = ?", [run_id])
         doc.figure(figures.bars([r["group_key"] for r in per], [r["effective_dims"] for r in per],
                                 "effective dimensions", f"{per[0]['model']} layer {layer}", mean,
                                 f"mean {mean:.2f}"),
@@ -286,7 +286,7 @@ def _local(doc: _Doc, store: Store) -> None:
 
 def _pair_prov(c: dict) -> str:
     sample = f"fraction {c['fraction']}" if c.get("fraction") is not None else f"{c.get('n_proteins')} proteins"
-    return (f"pair set {c['pair_set']} ({c.get('strategy')}, {sample}, filter [{_filter_text(c.get('where_sql'))}], "
+    return (f"pair set {c['pair_set']} ({c.get('strategy')}, {sample}, filter [{_filter_text(c.get('pair_filter'))}], "
             f"seed {c.get('seed')}); run {c['run_id']} layer {c['layer']}; alignment {c['alignment']}; "
             f"n={c['n_pairs']} pairs; protiso {__version__}")
 
@@ -353,7 +353,7 @@ def _runs(doc: _Doc, store: Store) -> None:
         doc.empty("No embedding runs.")
         return
     cols = ("run_id", "model", "model_id", "family", "dim", "layers", "pooling", "dtype", "max_length",
-            "length_policy", "status", "n_done", "n_truncated", "n_failed", "local_stats", "where_filter",
+            "length_policy", "status", "n_done", "n_truncated", "n_failed", "local_stats", "filter",
             "revision")
     doc.add('<div class="scroll"><table><tr>' + "".join(f'<th class="t">{c}</th>' for c in cols) + "</tr>")
     for r in runs:

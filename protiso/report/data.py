@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 
+from protiso.isotropy.spectra import compute_spectrum, stored_spectra
+from protiso.models import mini
 from protiso.store import Store
 
 # The paper's published global figures (SwissProt; DESIGN.md), by registry alias and HF id.
@@ -82,7 +84,6 @@ def _final_step(model: str) -> int | None:
     if model != "protiso-mini":
         return None
     try:
-        from protiso.models import mini
         steps = mini.available_steps()
     except Exception:   # noqa: BLE001 - an installation without the bundled model
         return None
@@ -113,7 +114,6 @@ def local_rows(store: Store) -> dict[tuple[str, int], list[dict]]:
 
 def spectrum(store: Store, run_id: str, layer: int, filter_: str) -> tuple[int, np.ndarray, str]:
     """(n, eigenvalues, source) of a run's layer: stored by `reproduce`, else recomputed."""
-    from protiso.reproduce import compute_spectrum, stored_spectra
 
     cached = stored_spectra(store, run_id)
     if cached is not None:
@@ -128,7 +128,7 @@ def spectrum(store: Store, run_id: str, layer: int, filter_: str) -> tuple[int, 
 def correlation_rows(store: Store) -> list[dict]:
     """The Pearson correlation rows per pair set, alignment, run and layer, with the set's seed."""
     return store.sql(
-        "SELECT c.*, s.seed, s.where_sql, s.fraction, s.n_proteins, s.strategy "
+        "SELECT c.*, s.seed, s.filter AS pair_filter, s.fraction, s.n_proteins, s.strategy "
         "FROM pair_correlations c LEFT JOIN pair_sets s ON s.name = c.pair_set "
         "ORDER BY c.pair_set, c.run_id, c.layer, c.alignment").to_pylist()
 
@@ -159,5 +159,5 @@ def go_bins(store: Store, row: dict, bins: int = 5) -> list[dict]:
 def runs(store: Store) -> list[dict]:
     return store.sql("SELECT run_id, model, model_id, family, dim, layers, pooling, dtype, device, "
                      "length_policy, max_length, status, n_done, n_truncated, n_skipped, n_failed, "
-                     "n_residues, local_stats, where_filter, revision, software_version "
+                     "n_residues, local_stats, filter, revision, software_version "
                      "FROM runs ORDER BY created_at, run_id").to_pylist()

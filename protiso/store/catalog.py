@@ -1,8 +1,9 @@
-"""The store: a DuckDB catalog plus Parquet parts under one directory.
+"""The store: a DuckDB catalog plus Parquet parts under one directory (the bottom floor).
 
 `open_store` resolves the directory (argument, else $PROTISO_STORE, else ./store), opens the
-catalog, applies the numbered migrations in sql/ once, re-creates the views from sql/views and
-the dynamic Parquet views, and registers the Python UDFs. Bulky data goes through
+catalog, applies the numbered migrations in sql/migrations once, re-creates the views from
+sql/views and those the areas registered (`protiso.store.registry`), and registers the areas'
+Python UDFs. It imports nothing from the floors above. Bulky data goes through
 `write_part`, which writes a Parquet file atomically and lists it in the catalog table `parts`
 inside the caller's transaction, so the catalog only ever lists files that exist.
 """
@@ -20,8 +21,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from protiso import __version__
+from protiso._version import __version__
 from protiso.errors import NotFoundError, ProtisoError, StoreBusyError
+from protiso.store import registry
+from protiso.store.sqlfiles import sql_dir
 
 CATALOG_NAME = "protiso.duckdb"
 DATA_DIR = "data"
@@ -29,15 +32,6 @@ _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _PART_RE = re.compile(r"^part-[0-9a-f]{32}\.parquet$")
 _TMP_RE = re.compile(r"^\.part-[0-9a-f]{32}\.parquet\.tmp$")
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
-
-
-def sql_dir() -> Path:
-    """Directory of the shipped SQL: inside the installed package, else the checkout's sql/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "sql", here.parent / "sql"):
-        if candidate.is_dir():
-            return candidate
-    raise ProtisoError(f"SQL files not found next to {here}; the installation is incomplete")
 
 
 def resolve_store_path(path: str | os.PathLike | None = None) -> Path:
@@ -95,14 +89,28 @@ class Store:
             self._tx_files = []
 
     # -- queries -----------------------------------------------------------------------
+    def execute(self, query: str, params: list | dict | None = None) -> duckdb.DuckDBPyConnection:
+        """Run one statement or a script of several. Named parameters (`$name`) come as a dict;
+        each statement receives the ones it uses, so a named query file's scripts need no
+        per-statement plumbing."""
+        if not isinstance(params, dict):
+            return self.con.execute(query, params or [])
+        statements = [s.query for s in self.con.extract_statements(query)] if ";" in query else [query]
+        result = self.con
+        for statement in statements:
+            result = self.con.execute(statement, _used(statement, params))
+        return result
+
     def sql(self, query: str, params: list | dict | None = None) -> pa.Table:
         """Run a query and return an Arrow table."""
+        if isinstance(params, dict):
+            params = _used(query, params)
         return self.con.sql(query, params=params).to_arrow_table()
 
     def one(self, query: str, params: list | dict | None = None) -> tuple | None:
         """The first row of a query, or None. (DuckDB 2 keeps a connection busy until a result
         is fully fetched, so this fetches all rows rather than using fetchone.)"""
-        rows = self.con.execute(query, params or []).fetchall()
+        rows = self.execute(query, params).fetchall()
         return rows[0] if rows else None
 
     def scalar(self, query: str, params: list | dict | None = None):
@@ -179,13 +187,11 @@ class Store:
         """(Re)create the SQL views from sql/views and the dynamic views over Parquet parts.
 
         Views are TEMP so that read-only connections get them too."""
-        from protiso.views import DYNAMIC_VIEWS
-
         self.con.execute("SET VARIABLE protiso_root = ?", [self.root.as_posix()])
         for path in sorted((sql_dir() / "views").glob("*.sql")):
             _run_script(self.con, path)
-        for create in DYNAMIC_VIEWS:
-            create(self)
+        for build in registry.VIEW_BUILDERS:
+            build(self)
 
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
@@ -193,6 +199,15 @@ class Store:
     def _check_writable(self) -> None:
         if self.read_only:
             raise ProtisoError(f"store {self.root} is open read-only")
+
+
+_PARAM_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _used(statement: str, params: dict) -> dict:
+    """The named parameters a statement refers to (DuckDB refuses unused ones)."""
+    names = set(_PARAM_RE.findall(statement))
+    return {k: v for k, v in params.items() if k in names}
 
 
 def write_part_file(directory: str | os.PathLike, table: pa.Table) -> Path:
@@ -223,7 +238,7 @@ def _run_script(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 def _migrations() -> list[tuple[int, Path]]:
     found = []
-    for path in sorted(sql_dir().glob("*.sql")):
+    for path in sorted((sql_dir() / "migrations").glob("*.sql")):
         m = _MIGRATION_RE.match(path.name)
         if m:
             found.append((int(m.group(1)), path))
@@ -259,8 +274,6 @@ def open_store(path: str | os.PathLike | None = None, read_only: bool = False) -
     """Open (creating on first use unless read-only) the store at `path`.
 
     Raises StoreBusyError when another process holds the catalog."""
-    from protiso.udfs import register_udfs
-
     root = resolve_store_path(path)
     catalog = root / CATALOG_NAME
     if read_only and not catalog.exists():
@@ -279,7 +292,8 @@ def open_store(path: str | os.PathLike | None = None, read_only: bool = False) -
     try:
         _apply_migrations(con, read_only, root)
         store = Store(root, con, read_only)
-        register_udfs(con)
+        for u in registry.UDFS:
+            con.create_function(u.name, u.func, list(u.params), u.returns)
         store.refresh_views()
     except BaseException:
         con.close()

@@ -1,4 +1,4 @@
-"""`pairs align --engine ray`: the pair set's missing chunks (same resume rule as the local
+"""The Ray engine of `pairs align`: the pair set's missing chunks (same resume rule as the local
 engine) go to Ray Data as an Arrow batch of chunk numbers; `AlignActor`s (one aligner each, the
 pair data shipped once per actor) run the same `align_chunk`/`align_table` code, write each
 chunk's Parquet part atomically and return its path; the driver registers it with its chunk row."""
@@ -8,21 +8,19 @@ from typing import Callable
 
 import pyarrow as pa
 
+from protiso.cluster import connect, resources, results
+from protiso.pairs.align import make_backend
+from protiso.pairs.chunks import align_chunk, align_table
 from protiso.store import write_part_file
-from protiso.distributed.ray_util import connect, resources, results
 
 
 class AlignActor:
     def __init__(self, scoring, backend: str, data: tuple, proteins: list[str], name: str, key: str,
                  directory: str):
-        from protiso.pairs.align import make_backend
-
         self.scoring, self.engine = scoring, make_backend(scoring, backend)
         self.data, self.proteins, self.name, self.key, self.directory = data, proteins, name, key, directory
 
     def __call__(self, batch: pa.Table) -> dict:
-        from protiso.pairs.jobs import align_chunk, align_table
-
         seq, ia, ib, chunk_size, n_pairs = self.data
         out = {"chunk": [], "path": [], "n_rows": [], "seconds": []}
         for c in batch.column("chunk").to_pylist():

@@ -1,69 +1,52 @@
-"""`embed --engine ray`: the driver plans the work (same selection and resume rule as the local
-engine, see protiso.embed) and hands it to Ray Data as Arrow blocks in the object store (not
+"""The Ray engine of `embed`: the driver plans the work (same selection and resume rule as the
+local engine, see protiso.embedding.plan) and hands it to Ray Data as Arrow blocks in the object store (not
 through read_parquet, whose listing task would wait for a CPU that the actors hold on CPU-only
-clusters); a pool of `EmbedActor`s (one model load each) runs the same `_Embedder` code. Each
+clusters); a pool of `EmbedActor`s (one model load each) runs the same `Embedder` code. Each
 actor task writes its Parquet parts atomically into the run's directories and returns the part list, the per-protein statuses and the statistics of its proteins; the driver
-feeds these to the same `_Committer` as the local engine, which registers them in the catalog."""
+feeds these to the same `RunWriter` as the local engine, which registers them in the catalog."""
 from __future__ import annotations
 
-import io
 import json
+import time
 from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 
-from protiso.store import write_part_file
-from protiso.distributed.ray_util import connect, resources, results, unwrap
+from protiso.cluster import connect, resources, results, unwrap
+from protiso.embedding.compute import Embedder, Protein
+from protiso.embedding.config import resolve_config
 from protiso.errors import ProtisoError
-from protiso.isotropy.stats import SufficientStats
+from protiso.isotropy.stats import SufficientStats, stats_from_bytes, stats_to_bytes
+from protiso.models import load
+from protiso.runs import Chunk, embeddings_dataset, local_dataset
+from protiso.store import write_part_file
 
 TODO_SCHEMA = pa.schema([("idx", pa.int64()), ("accession", pa.string()), ("sequence", pa.string()),
                          ("length", pa.int32()), ("status", pa.string()), ("write", pa.bool_()),
                          ("stats", pa.bool_()), ("local", pa.bool_())])
 
 
-def stats_to_bytes(stats: dict[int, dict[str, SufficientStats]] | None) -> bytes:
-    """layer -> residue type -> statistics, as .npz bytes (float64, exact)."""
+def layered_to_bytes(stats: dict[int, dict[str, SufficientStats]] | None) -> bytes:
+    """layer -> residue type -> statistics, as bytes in the one statistics format."""
     if not stats:
         return b""
-    arrays = {}
-    for la, per in stats.items():
-        for aa, s in per.items():
-            k = f"{la}__{ord(aa)}"
-            arrays.update({f"{k}__n": np.int64(s.n), f"{k}__sum": s.sum, f"{k}__sum_outer": s.sum_outer,
-                           f"{k}__sum_unit": s.sum_unit})
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
+    return stats_to_bytes({f"{la}:{ord(aa)}": s for la, per in stats.items() for aa, s in per.items()})
 
 
-def stats_from_bytes(data: bytes, layers: list[int]) -> dict[int, dict[str, SufficientStats]] | None:
+def layered_from_bytes(data: bytes, layers: list[int]) -> dict[int, dict[str, SufficientStats]] | None:
     if not data:
         return None
     out: dict[int, dict[str, SufficientStats]] = {la: {} for la in layers}
-    with np.load(io.BytesIO(data)) as z:
-        for key in [k[:-3] for k in z.files if k.endswith("__n")]:
-            la, code = (int(x) for x in key.split("__"))
-            out.setdefault(la, {})[chr(code)] = SufficientStats(
-                int(z[f"{key}__n"]), z[f"{key}__sum"], z[f"{key}__sum_outer"], z[f"{key}__sum_unit"])
+    for key, s in stats_from_bytes(data).items():
+        la, code = (int(x) for x in key.split(":"))
+        out.setdefault(la, {})[chr(code)] = s
     return out
-
-
-def _load(model: str, device: str, weights: str | None, offline: bool | None):
-    from protiso.embed import resolve_device
-    from protiso.models.base import LoadOptions
-    from protiso.models.registry import load_model
-
-    return load_model(model, LoadOptions(device=resolve_device(device), dtype="float32", weights=weights,
-                                         offline=bool(offline) if offline is not None else False))
 
 
 def _resolve_remote(model: str, device: str, weights: str | None, offline: bool | None, settings: dict):
     """On a worker (so with the workers' device): load the model and resolve the run settings."""
-    from protiso.embed import resolve_config
-
-    return resolve_config(_load(model, device, weights, offline), **settings)
+    return resolve_config(load(model, device, weights, offline), **settings)
 
 
 class EmbedActor:
@@ -72,23 +55,19 @@ class EmbedActor:
 
     def __init__(self, model: str, device: str, weights: str | None, offline: bool | None, cfg, run_id: str,
                  policy: str, local_stats: bool, dirs: dict[str, str]):
-        from protiso.embed import _Embedder
-
-        adapter = _load(model, device, weights, offline)
+        adapter = load(model, device, weights, offline)
         if adapter.revision != cfg.revision or adapter.dim != cfg.dim:
             raise ProtisoError(f"a Ray worker loaded {model} at revision {adapter.revision} (dim {adapter.dim}), "
                                f"but the run uses revision {cfg.revision} (dim {cfg.dim}): give every node "
                                "the same model files")
         adapter.set_dtype(cfg.dtype)
-        self.embedder = _Embedder(adapter, cfg, run_id, policy, local_stats)
+        self.embedder = Embedder(adapter, cfg, run_id, policy, local_stats)
         self.dirs = dirs
 
     def __call__(self, batch: pa.Table) -> dict:
-        from protiso.embed import _Protein
-
         cols = {name: batch.column(name).to_pylist() for name in batch.column_names}
         order = np.argsort(np.asarray(cols["length"]), kind="stable")   # batches stay length-sorted
-        prots = [_Protein(cols["accession"][i], cols["sequence"][i], cols["length"][i], cols["status"][i],
+        prots = [Protein(cols["accession"][i], cols["sequence"][i], cols["length"][i], cols["status"][i],
                           write=cols["write"][i], stats=cols["stats"][i], local=cols["local"][i]) for i in order]
         self.embedder.process(prots)
         chunk = self.embedder.take()
@@ -98,7 +77,7 @@ class EmbedActor:
             parts.append((dataset, str(path), table.num_rows))
         return {"idx": [np.asarray(cols["idx"], np.int64).tobytes()], "parts": [json.dumps(parts)],
                 "statuses": [json.dumps(chunk.statuses)], "counts": [json.dumps(chunk.counts)],
-                "stats": [stats_to_bytes(chunk.stats)], "n": [chunk.n_proteins], "residues": [chunk.residues]}
+                "stats": [layered_to_bytes(chunk.stats)], "n": [chunk.n_proteins], "residues": [chunk.residues]}
 
 
 class RayEmbedEngine:
@@ -127,10 +106,6 @@ class RayEmbedEngine:
             windows: Iterator[tuple[int, list, list[tuple]]], n_total: int,
             on_chunk: Callable[[object, list[tuple]], None]) -> None:
         """Plan -> Arrow blocks -> actors -> `on_chunk(Chunk, skipped)` per finished task."""
-        import time
-
-        from protiso.embed import embeddings_dataset, local_dataset
-
         ray = self.ray
         refs, n = [], 0
         for _, prots, skipped in windows:     # the driver's plan, as Arrow blocks in the object store
@@ -168,10 +143,6 @@ class RayEmbedEngine:
 
     @staticmethod
     def _consume(store, it, seen, cfg, on_chunk, stats) -> None:
-        import time
-
-        from protiso.embed import Chunk
-
         for batch in results(it):
             t_in = time.perf_counter()
             for row in batch.to_pylist():
@@ -183,7 +154,7 @@ class RayEmbedEngine:
                     continue
                 seen[idx] = True
                 chunk = Chunk([], [tuple(s) for s in json.loads(row["statuses"])], json.loads(row["counts"]),
-                              stats_from_bytes(row["stats"], cfg.layers), row["n"], row["residues"],
+                              layered_from_bytes(row["stats"], cfg.layers), row["n"], row["residues"],
                               parts=parts, indices=idx)
                 on_chunk(chunk, [])
                 stats["results"] += 1

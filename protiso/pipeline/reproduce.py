@@ -22,16 +22,27 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from protiso.embedding import embed
 from protiso.errors import InputError, ProtisoError
-from protiso.store import Store
+from protiso.isotropy.engine import isotropy
+from protiso.isotropy.spectra import SPECTRA_SCHEMA, compute_spectrum, spectra_dataset, stored_spectra
+from protiso.models import load
+from protiso.pairs.align import Scoring
+from protiso.pairs.distances import distance_pair_set
+from protiso.pairs.functional import go_pair_set
+from protiso.pairs.jobs import align_pair_set, alignment_key
+from protiso.pairs.sample import sample_pairs
+from protiso.query import Subset, as_subset
+from protiso.runs import list_runs, resolve_run
+from protiso.store import Store, queries
+
+Q = queries("pipeline")
 
 PAPER_MODELS = ("prot_bert", "prot_bert_bfd", "prot_xlnet", "proteinbert")
 GO_NAMESPACE = "CCO"          # per-group isotropy over the most frequent cellular-component terms
 GO_TOP_TERMS = 6
 MIN_GROUP = 10                # organisms with fewer proteins are left out of the organism grouping
 _GO_RE = re.compile(r"^GO:\d{7}$")
-SPECTRA_SCHEMA = pa.schema([("run_id", pa.string()), ("layer", pa.int32()), ("filter", pa.string()),
-                            ("n", pa.int64()), ("rank", pa.int32()), ("eigenvalue", pa.float64())])
 
 
 @dataclass
@@ -73,14 +84,10 @@ def _wanted_layers(run, layers: str) -> bool:
     return have >= want
 
 
-def finished_run(store: Store, model: str, where: str | None, layers: str = "last",
+def finished_run(store: Store, model: str, subset: Subset, layers: str = "last",
                  max_length: int | None = None, local_stats: bool = False):
-    """The latest run of `model` that covers every protein matching `where` with the requested
+    """The latest run of `model` that covers every protein of the subset with the requested
     layers (and per-residue statistics if asked), or None."""
-    from protiso.embed import list_runs
-    from protiso.subset import accessions_sql
-
-    subset = accessions_sql(store, where)
     for run in sorted(list_runs(store), key=lambda r: str(r.updated_at), reverse=True):
         if run.model != model or run.status != "done" or not _wanted_layers(run, layers):
             continue
@@ -88,61 +95,29 @@ def finished_run(store: Store, model: str, where: str | None, layers: str = "las
             continue
         if local_stats and run.pooling != "model" and not run.local_stats:
             continue
-        missing = store.scalar(
-            f"SELECT count(*) FROM ({subset}) s LEFT JOIN run_proteins r ON r.run_id = ? "
-            "AND r.accession = s.accession WHERE r.status IS NULL OR r.status = 'failed' "
-            "OR (? AND r.status IN ('done', 'truncated', 'chunked') AND NOT r.in_stats)",
-            [run.run_id, bool(local_stats and run.pooling != "model")])
+        missing = store.scalar(Q.missing_from_run.replace("$subset", subset.accessions_sql()),
+                               {"run_id": run.run_id, "need_stats": bool(local_stats and run.pooling != "model")})
         if missing == 0:
             return run
     return None
 
 
 def _has_metrics(store: Store, run_id: str, layer: int, level: str, filter_: str, group_by: str) -> bool:
-    return bool(store.scalar(
-        "SELECT count(*) FROM metrics WHERE run_id = ? AND layer = ? AND level = ? AND filter = ? "
-        "AND group_by = ?", [run_id, layer, level, filter_, group_by]))
+    return bool(store.scalar(Q.has_metrics, {"run_id": run_id, "layer": layer, "level": level,
+                                             "filter": filter_, "group_by": group_by}))
 
 
 def _job_done(store: Store, pair_set: str, kind: str, key: str) -> bool:
-    return bool(store.scalar("SELECT count(*) FROM pair_jobs WHERE pair_set = ? AND kind = ? AND key = ? "
-                             "AND status = 'done'", [pair_set, kind, key]))
+    return bool(store.scalar(Q.job_done, {"pair_set": pair_set, "kind": kind, "key": key}))
 
 
-def spectra_dataset(run_id: str) -> str:
-    return f"spectra/{run_id}"
-
-
-def stored_spectra(store: Store, run_id: str) -> pa.Table | None:
-    """Cached eigenvalue spectra of a run (run_id, layer, filter, n, rank, eigenvalue) or None."""
-    parts = store.parts(spectra_dataset(run_id))
-    if not parts:
-        return None
-    return pa.concat_tables([pq.read_table(p, schema=SPECTRA_SCHEMA) for p in parts])
-
-
-def compute_spectrum(store: Store, run_id: str, layer: int, where: str | None = None
-                     ) -> tuple[int, np.ndarray]:
-    """(n, covariance eigenvalues descending) of a run's layer, in one streaming pass."""
-    from protiso.embed import resolve_run
-    from protiso.isotropy.engine import scan_layer
-    from protiso.isotropy.metrics import covariance, eigenvalues
-
-    run = resolve_run(store, run_id)
-    stats = scan_layer(store, run.run_id, int(layer), int(run.dim), where).pooled()
-    return stats.n, eigenvalues(covariance(stats))
-
-
-def go_grouping(store: Store, where: str | None = None, top: int = GO_TOP_TERMS,
+def go_grouping(store: Store, subset: Subset, top: int = GO_TOP_TERMS,
                 namespace: str = GO_NAMESPACE) -> str | None:
-    """A --group-by expression assigning each protein the most frequent of the `top` most
+    """A group-by expression assigning each protein the most frequent of the `top` most
     frequent GO terms of `namespace` it carries ('other' if none). Term ids are checked
     against the GO id pattern before they go into the expression."""
-    from protiso.subset import accessions_sql
-
-    terms = [t for (t,) in store.con.execute(
-        f"SELECT term FROM annotations WHERE namespace = ? AND accession IN ({accessions_sql(store, where)}) "
-        "GROUP BY term ORDER BY count(*) DESC, term LIMIT ?", [namespace, top]).fetchall()]
+    terms = [t for (t,) in store.execute(Q.top_terms.replace("$subset", subset.accessions_sql()),
+                                         {"namespace": namespace, "top": top}).fetchall()]
     terms = [t for t in terms if _GO_RE.match(t)]
     if len(terms) < 2:
         return None
@@ -150,17 +125,13 @@ def go_grouping(store: Store, where: str | None = None, top: int = GO_TOP_TERMS,
     return f"CASE {cases} ELSE 'other' END"
 
 
-def organism_filter(store: Store, where: str | None, min_group: int = MIN_GROUP) -> str | None:
-    """The filter for per-organism isotropy (proteins with a known organism), or None when
+def organism_filter(store: Store, subset: Subset, min_group: int = MIN_GROUP) -> Subset | None:
+    """The subset for per-organism isotropy (proteins with a known organism), or None when
     fewer than two organisms have `min_group` proteins."""
-    from protiso.subset import accessions_sql
-
-    n = store.scalar(
-        f"SELECT count(*) FROM (SELECT organism FROM proteins WHERE organism IS NOT NULL AND accession IN "
-        f"({accessions_sql(store, where)}) GROUP BY organism HAVING count(*) >= ?)", [min_group])
+    n = store.scalar(Q.organisms_with_min.replace("$subset", subset.accessions_sql()), {"min_group": min_group})
     if n < 2:
         return None
-    return "organism IS NOT NULL" if not where else f"({where}) AND organism IS NOT NULL"
+    return subset.narrow(store, "organism IS NOT NULL")
 
 
 def pair_set_name(fraction: float | None, proteins: int | None, seed: int, where: str | None) -> str:
@@ -172,15 +143,6 @@ def pair_set_name(fraction: float | None, proteins: int | None, seed: int, where
 
 
 # ------------------------------------------------------------------------------- the pipeline
-
-def _load(name: str, device: str, offline: bool | None, weights: str | None):
-    from protiso.embed import resolve_device
-    from protiso.models.base import LoadOptions
-    from protiso.models.registry import load_model
-
-    return load_model(name, LoadOptions(device=resolve_device(device), dtype="float32", weights=weights,
-                                        offline=bool(offline) if offline is not None else False))
-
 
 def reproduce(store: Store, models=PAPER_MODELS, fraction: float | None = 0.01, seed: int = 0, *,
               where: str | None = None, layers: str | Mapping[str, str] = "last",
@@ -200,9 +162,6 @@ def reproduce(store: Store, models=PAPER_MODELS, fraction: float | None = 0.01, 
     pairs out.
     adapters: already loaded models by name (tests). Unloadable models are reported in
     `result.unavailable`, not raised."""
-    from protiso.embed import embed
-    from protiso.isotropy.engine import isotropy
-
     store._check_writable()
     models = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
     if not models:
@@ -212,12 +171,12 @@ def reproduce(store: Store, models=PAPER_MODELS, fraction: float | None = 0.01, 
     if pairs and (fraction is None) == (pair_proteins is None):
         raise InputError("give exactly one of fraction and pair_proteins for the pair sample")
     if fraction is not None and not 0 < fraction <= 1:
-        raise InputError(f"--fraction {fraction} must be in (0, 1]")
-    if not store.scalar("SELECT count(*) FROM proteins"):
+        raise InputError(f"pair fraction {fraction} must be in (0, 1]")
+    if not store.scalar(Q.protein_count):
         raise InputError(f"store {store.root} holds no proteins; ingest some first (`protiso ingest`)")
-    where = (where or "").strip() or None
-    filt = where or ""
-    pair_where = (pair_where or "").strip() or where
+    subset = as_subset(store, where)
+    filt = subset.where
+    pair_subset = as_subset(store, pair_where) if (pair_where or "").strip() else subset
     result = ReproduceResult()
 
     def record(model, step, status, detail="", t0=None):
@@ -235,20 +194,20 @@ def reproduce(store: Store, models=PAPER_MODELS, fraction: float | None = 0.01, 
         want = layers.get(name, "last") if isinstance(layers, Mapping) else layers
         local = local_wanted[name]
         t0 = time.perf_counter()
-        run = finished_run(store, name, where, want, max_length, local)
+        run = finished_run(store, name, subset, want, max_length, local)
         if run is not None:
             record(name, "embed", "skipped", f"run {run.run_id} covers the proteins")
         else:
             adapter = (adapters or {}).get(name)
             if adapter is None:
                 try:
-                    adapter = _load(name, device, offline, weights)
+                    adapter = load(name, device, weights, offline)
                 except (ProtisoError, ImportError, OSError) as exc:
                     result.unavailable[name] = str(exc)
                     record(name, "embed", "unavailable", str(exc))
                     continue
             use_local = local and adapter.outputs_residues
-            run = embed(store, name, where=where, layers=want, device=device, dtype=dtype,
+            run = embed(store, name, where=subset, layers=want, device=device, dtype=dtype,
                         max_length=max_length, local_stats=use_local, adapter=adapter,
                         progress=embed_progress)
             del adapter
@@ -257,15 +216,15 @@ def reproduce(store: Store, models=PAPER_MODELS, fraction: float | None = 0.01, 
         result.runs[name] = run.run_id
 
     # 2. isotropy per run: every embedded layer, local, groups, spectra
-    go_expr = go_grouping(store, where) if groups else None
-    org_filter = organism_filter(store, where) if groups else None
+    go_expr = go_grouping(store, subset) if groups else None
+    org_subset = organism_filter(store, subset) if groups else None
     for name, run in runs.items():
         rid = run.run_id
         last = max(run.layers)
         todo = [la for la in sorted(run.layers) if not _has_metrics(store, rid, la, "global", filt, "")]
         t0 = time.perf_counter()
         for la in todo:
-            isotropy(store, rid, la, "global", where)
+            isotropy(store, rid, la, "global", subset)
         record(name, "isotropy", "ran" if todo else "skipped",
                f"layers {todo}" if todo else f"layers {sorted(run.layers)} in metrics", t0)
 
@@ -277,17 +236,17 @@ def reproduce(store: Store, models=PAPER_MODELS, fraction: float | None = 0.01, 
             record(name, "local", "ran" if todo else "skipped",
                    f"layers {todo}" if todo else "per-residue-type rows in metrics", t0)
 
-        for label, expr, gfilter in (("groups-go", go_expr, filt), ("groups-organism", "organism", org_filter)):
+        for label, expr, gsubset in (("groups-go", go_expr, subset), ("groups-organism", "organism", org_subset)):
             if not groups:
                 break
-            if expr is None or gfilter is None:
+            if expr is None or gsubset is None:
                 record(name, label, "skipped", "too few annotated groups in the store")
                 continue
             t0 = time.perf_counter()
-            if _has_metrics(store, rid, last, "global", gfilter, expr):
+            if _has_metrics(store, rid, last, "global", gsubset.where, expr):
                 record(name, label, "skipped", "grouped rows in metrics")
             else:
-                isotropy(store, rid, last, "global", gfilter or None, expr)
+                isotropy(store, rid, last, "global", gsubset, expr)
                 record(name, label, "ran", f"layer {last}", t0)
 
         t0 = time.perf_counter()
@@ -298,7 +257,7 @@ def reproduce(store: Store, models=PAPER_MODELS, fraction: float | None = 0.01, 
         if todo:
             tables = []
             for la in todo:
-                n, lam = compute_spectrum(store, rid, la, where)
+                n, lam = compute_spectrum(store, rid, la, subset)
                 k = len(lam)
                 tables.append(pa.table({"run_id": [rid] * k, "layer": pa.array([la] * k, pa.int32()),
                                         "filter": [filt] * k, "n": pa.array([n] * k, pa.int64()),
@@ -310,20 +269,14 @@ def reproduce(store: Store, models=PAPER_MODELS, fraction: float | None = 0.01, 
 
     # 3. pairs: sample, align, GO overlap (shared), distances per run
     if pairs and runs:
-        from protiso.pairs.align import Scoring
-        from protiso.pairs.distances import distance_pair_set
-        from protiso.pairs.functional import go_pair_set
-        from protiso.pairs.jobs import align_pair_set, alignment_key
-        from protiso.pairs.sample import sample_pairs
-
-        name = pair_set_name(fraction, pair_proteins, seed, pair_where)
+        name = pair_set_name(fraction, pair_proteins, seed, pair_subset.where)
         result.pair_set = name
         t0 = time.perf_counter()
-        if store.scalar("SELECT count(*) FROM pair_sets WHERE name = ?", [name]):
+        if store.scalar(Q.pair_set_exists, {"name": name}):
             record(None, "pairs-sample", "skipped", f"pair set {name} exists")
         else:
             ps = sample_pairs(store, name, fraction=fraction, proteins=pair_proteins, seed=seed,
-                              where=pair_where)
+                              where=pair_subset)
             record(None, "pairs-sample", "ran", f"{name}: {ps.n_proteins} proteins, {ps.n_pairs} pairs", t0)
         key = alignment_key(Scoring())
         t0 = time.perf_counter()

@@ -1,0 +1,128 @@
+-- The run catalog (protiso.runs).
+
+-- name: all_runs
+-- Every run, oldest first.
+SELECT * FROM runs ORDER BY created_at, run_id
+
+-- name: run_by_id
+-- One run by its id.
+SELECT * FROM runs WHERE run_id = $run_id
+
+-- name: runs_of_model
+-- Runs with embeddings of a model named as passed to embed (alias, hub id, directory), newest first.
+SELECT * FROM runs WHERE (model = $model OR model_id = $model) AND n_done > 0
+ORDER BY updated_at DESC, created_at DESC
+
+-- name: stats_paths
+-- The per-residue-type statistics files of a run.
+SELECT path FROM local_stats WHERE run_id = $run_id
+
+-- name: stats_path
+-- The statistics file of one layer of a run.
+SELECT path FROM local_stats WHERE run_id = $run_id AND layer = $layer
+
+-- name: delete_run
+-- Every catalog row of a run: statistics, per-protein statuses, the run, its parts.
+DELETE FROM local_stats WHERE run_id = $run_id;
+DELETE FROM run_proteins WHERE run_id = $run_id;
+DELETE FROM parts WHERE dataset IN ($embeddings, $local);
+DELETE FROM runs WHERE run_id = $run_id
+
+-- name: view_sources
+-- Runs for the embedding views.
+SELECT run_id, model, dim FROM runs ORDER BY created_at, run_id
+
+-- name: run_by_key
+-- The run of a configuration key, if it exists.
+SELECT run_id FROM runs WHERE run_key = $key
+
+-- name: run_id_taken
+-- Whether a run id is in use.
+SELECT count(*) FROM runs WHERE run_id = $run_id
+
+-- name: resume_run
+-- Mark an existing run as running again for a new invocation.
+UPDATE runs SET status = 'running', device = $device, max_tokens = $max_tokens, filter = $filter,
+    load_seconds = $load_seconds, software_version = $version, details = $details,
+    parity_cosine = coalesce($parity, parity_cosine), updated_at = current_timestamp
+WHERE run_id = $run_id
+
+-- name: insert_run
+-- A new embedding run.
+INSERT INTO runs (run_id, run_key, model, model_id, revision, family, dim, num_layers, layers, pooling,
+    dtype, dtype_requested, parity_cosine, device, length_policy, max_length, max_tokens, status,
+    filter, software_version, details, load_seconds)
+VALUES ($run_id, $key, $model, $model_id, $revision, $family, $dim, $num_layers, $layers, $pooling,
+    $dtype, $dtype_requested, $parity, $device, $policy, $max_length, $max_tokens, 'running',
+    $filter, $version, $details, $load_seconds)
+
+-- name: merge_statuses
+-- Record per-protein statuses from the registered table _protiso_status; an embedded protein
+-- keeps its embedded status when a later pass only adds statistics or local vectors.
+INSERT OR REPLACE INTO run_proteins (run_id, accession, status, length, n_residues, reason, in_stats,
+    local_stored)
+SELECT $run_id, s.accession,
+    CASE WHEN r.status IN ('done', 'truncated', 'chunked') THEN r.status ELSE s.status END,
+    s.length,
+    CASE WHEN r.status IN ('done', 'truncated', 'chunked') THEN r.n_residues ELSE s.n_residues END,
+    CASE WHEN r.status IN ('done', 'truncated', 'chunked') THEN r.reason ELSE s.reason END,
+    s.in_stats OR coalesce(r.in_stats, false), s.local_stored OR coalesce(r.local_stored, false)
+FROM _protiso_status s LEFT JOIN run_proteins r ON r.run_id = $run_id AND r.accession = s.accession
+
+-- name: upsert_stats
+-- Point a layer's statistics at a new checkpoint file, counting the proteins it adds.
+INSERT OR REPLACE INTO local_stats (run_id, layer, path, n_proteins, n_residues)
+VALUES ($run_id, $layer, $path,
+    coalesce((SELECT n_proteins FROM local_stats WHERE run_id = $run_id AND layer = $layer), 0) + $added,
+    $n_residues)
+
+-- name: add_counts
+-- Add a flush's counters to its run (n_failed is recounted from the statuses).
+UPDATE runs SET n_done = n_done + $n_done, n_truncated = n_truncated + $n_truncated,
+    n_chunked = n_chunked + $n_chunked, n_skipped = n_skipped + $n_skipped,
+    n_failed = (SELECT count(*) FROM run_proteins WHERE run_id = $run_id AND status = 'failed'),
+    n_residues = n_residues + $n_residues, seconds = seconds + $seconds,
+    status = coalesce($status, status), local_stats = local_stats OR $local_stats,
+    updated_at = current_timestamp
+WHERE run_id = $run_id
+
+-- name: set_rate
+-- Throughput of the latest invocation.
+UPDATE runs SET residues_per_s = $rate, updated_at = current_timestamp WHERE run_id = $run_id
+
+-- name: probe_sequences
+-- A few proteins of the selection for the --dtype auto parity probe ($subset: validated subquery).
+SELECT sequence FROM proteins WHERE accession IN ($subset) ORDER BY accession LIMIT 8
+
+-- name: select_todo
+-- The resume rule: the selected proteins ($subset) not yet embedded, failed, or missing from the
+-- statistics / stored local vectors that are asked for, shortest first, numbered from 0.
+CREATE OR REPLACE TEMP TABLE _protiso_todo AS
+SELECT row_number() OVER (ORDER BY length, accession) - 1 AS idx, * FROM (
+    SELECT p.accession, p.length, r.status AS prev, coalesce(r.in_stats, false) AS in_stats,
+           coalesce(r.local_stored, false) AS local_stored
+    FROM proteins p LEFT JOIN run_proteins r ON r.run_id = $run_id AND r.accession = p.accession
+    WHERE p.accession IN ($subset)
+      AND (r.status IS NULL OR r.status = 'failed'
+           OR ($local_stats AND r.status IN ('done', 'truncated', 'chunked') AND NOT r.in_stats)
+           OR ($store_local AND r.status IN ('done', 'truncated', 'chunked') AND NOT r.local_stored))
+    ORDER BY p.length, p.accession
+    LIMIT $limit)
+
+-- name: todo_size
+-- Proteins and residues to do.
+SELECT count(*), coalesce(sum(length), 0) FROM _protiso_todo
+
+-- name: todo_window
+-- One window of the to-do list with sequences.
+SELECT t.accession, t.length, t.prev, t.in_stats, t.local_stored, p.sequence
+FROM _protiso_todo t JOIN proteins p USING (accession)
+WHERE t.idx >= $lo AND t.idx < $hi ORDER BY t.idx
+
+-- name: drop_todo
+-- The to-do list is per invocation.
+DROP TABLE IF EXISTS _protiso_todo
+
+-- name: layer_vectors
+-- One layer of a run's global vectors ($source: read_parquet over the run's parts).
+SELECT e.embedding, e.accession FROM $source e WHERE e.layer = $layer
