@@ -14,6 +14,7 @@ from transformers import BertForMaskedLM, BertTokenizer
 
 from protiso.errors import InputError, NotFoundError
 from protiso.models import mini
+from protiso.training import mini as training
 
 # ProtBERT's vocab.txt (Rostlab/prot_bert) id of each token, written out by hand.
 PROTBERT_IDS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "L": 5, "A": 6, "G": 7,
@@ -22,18 +23,18 @@ PROTBERT_IDS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "L"
                 "U": 26, "B": 27, "Z": 28, "O": 29}
 
 
-def tiny_config(**kw) -> mini.MiniConfig:
+def tiny_config(**kw) -> training.MiniConfig:
     base = dict(seed=3, steps=4, batch_size=4, max_length=34, hidden_size=16, num_layers=1,
                 num_heads=2, intermediate_size=32, warmup_steps=2, n_heldout=4, save_steps=(0, 2),
                 threads=1, max_minutes=None)
     base.update(kw)
-    return mini.MiniConfig(**base)
+    return training.MiniConfig(**base)
 
 
 @pytest.fixture(scope="module")
 def small_fasta(tmp_path_factory) -> Path:
     """The first 24 proteins of the bundled sample, as a plain FASTA."""
-    records = mini.read_fasta(mini.SAMPLE_FASTA)[:24]
+    records = training.read_fasta(training.SAMPLE_FASTA)[:24]
     path = tmp_path_factory.mktemp("fasta") / "small.fasta"
     path.write_text("".join(f">{n}\n{s}\n" for n, s in records))
     return path
@@ -65,13 +66,13 @@ def test_read_fasta_errors_name_file_and_line(tmp_path):
     bad = tmp_path / "bad.fasta"
     bad.write_text(">P1\nMKV\n>P2\nMK1V\n")
     with pytest.raises(InputError, match=r"bad\.fasta, line 4.*P2"):
-        mini.read_fasta(bad)
+        training.read_fasta(bad)
     headless = tmp_path / "headless.fasta"
     headless.write_text("MKV\n")
     with pytest.raises(InputError, match="line 1"):
-        mini.read_fasta(headless)
+        training.read_fasta(headless)
     with pytest.raises(InputError, match="missing.fasta"):
-        mini.read_fasta(tmp_path / "missing.fasta")
+        training.read_fasta(tmp_path / "missing.fasta")
 
 
 # ---------------------------------------------------------------------------- masking and crops
@@ -80,7 +81,7 @@ def test_mask_tokens_follows_bert_80_10_10():
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 25, size=(200, 500))
     ids[:, 0], ids[:, -1], ids[:, -50:-1] = 2, 3, 0       # [CLS] ... [SEP] and padding
-    masked, labels = mini.mask_tokens(ids, 0.15, np.random.default_rng(1))
+    masked, labels = training.mask_tokens(ids, 0.15, np.random.default_rng(1))
     chosen = labels != -100
     residue = ids >= 5
     assert not (chosen & ~residue).any()                  # specials and padding never chosen
@@ -100,7 +101,7 @@ def test_mask_tokens_follows_bert_80_10_10():
 
 def test_collate_crops_a_contiguous_window():
     prot = [np.arange(5, 25), np.array([6, 7, 8])]
-    ids, attn = mini.collate(prot, 10, np.random.default_rng(0))
+    ids, attn = training.collate(prot, 10, np.random.default_rng(0))
     assert ids.shape == (2, 10)
     assert ids[0, 0] == 2 and ids[0, 9] == 3
     window = ids[0, 1:9]
@@ -112,18 +113,18 @@ def test_collate_crops_a_contiguous_window():
 
 def test_lr_schedule_warms_up_then_decays():
     cfg = tiny_config(steps=100, warmup_steps=10)
-    f = [mini.lr_factor(s, cfg) for s in range(100)]
+    f = [training.lr_factor(s, cfg) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(f[10:], f[11:]))
-    assert mini.lr_factor(100, cfg) == pytest.approx(0.1)
+    assert training.lr_factor(100, cfg) == pytest.approx(0.1)
 
 
 # ---------------------------------------------------------------------------- training
 
 def test_training_is_reproducible_from_the_seed(tmp_path, small_fasta):
-    a = mini.train(tmp_path / "a", tiny_config(), fasta=small_fasta)
-    b = mini.train(tmp_path / "b", tiny_config(), fasta=small_fasta)
-    c = mini.train(tmp_path / "c", tiny_config(seed=4), fasta=small_fasta)
+    a = training.train(tmp_path / "a", tiny_config(), fasta=small_fasta)
+    b = training.train(tmp_path / "b", tiny_config(), fasta=small_fasta)
+    c = training.train(tmp_path / "c", tiny_config(seed=4), fasta=small_fasta)
     assert a.losses == b.losses and len(a.losses) == 4
     assert a.steps_saved == [0, 2, 4] and a.final_step == 4
     for step in (0, 2, 4):
@@ -144,17 +145,17 @@ def test_training_is_reproducible_from_the_seed(tmp_path, small_fasta):
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, small_fasta):
     cfg = tiny_config(steps=5, save_steps=(0, 3))
-    whole = mini.train(tmp_path / "whole", cfg, fasta=small_fasta)
+    whole = training.train(tmp_path / "whole", cfg, fasta=small_fasta)
 
     def stop_at_4(step, total, loss):
         if step == 4:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        mini.train(tmp_path / "cut", cfg, fasta=small_fasta, progress=stop_at_4)
+        training.train(tmp_path / "cut", cfg, fasta=small_fasta, progress=stop_at_4)
     assert (tmp_path / "cut" / mini.RESUME_DIR / "state.pt").exists()
     seen = []
-    resumed = mini.train(tmp_path / "cut", cfg, fasta=small_fasta, progress=lambda s, n, l: seen.append(s))
+    resumed = training.train(tmp_path / "cut", cfg, fasta=small_fasta, progress=lambda s, n, l: seen.append(s))
     assert seen == [4, 5]                                   # continued after the step-3 checkpoint
     assert resumed.losses == whole.losses
     assert weights_digest(tmp_path / "cut" / "step5") == weights_digest(tmp_path / "whole" / "step5")
@@ -162,15 +163,15 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, small_fasta)
 
 def test_time_limit_stops_and_a_rerun_finishes(tmp_path, small_fasta):
     cfg = tiny_config(steps=4, save_steps=(0,))
-    whole = mini.train(tmp_path / "whole", cfg, fasta=small_fasta)
+    whole = training.train(tmp_path / "whole", cfg, fasta=small_fasta)
     # a zero time budget stops after the first step, saving a checkpoint there
-    stopped = mini.train(tmp_path / "cut", tiny_config(steps=4, save_steps=(0,), max_minutes=0.0),
+    stopped = training.train(tmp_path / "cut", tiny_config(steps=4, save_steps=(0,), max_minutes=0.0),
                          fasta=small_fasta)
     assert stopped.final_step == 1 and stopped.steps_saved == [0, 1]
     info = json.loads((tmp_path / "cut" / mini.TRAINING_FILE).read_text())
     assert info["stopped_early"] is True and info["final_step"] == 1
     # re-running (other thread count, no limit) continues to the planned end, same weights
-    done = mini.train(tmp_path / "cut", tiny_config(steps=4, save_steps=(0,), threads=2), fasta=small_fasta)
+    done = training.train(tmp_path / "cut", tiny_config(steps=4, save_steps=(0,), threads=2), fasta=small_fasta)
     assert done.final_step == 4 and done.steps_saved == [0, 1, 4]
     assert done.losses == whole.losses
     assert weights_digest(tmp_path / "cut" / "step4") == weights_digest(tmp_path / "whole" / "step4")
@@ -179,11 +180,11 @@ def test_time_limit_stops_and_a_rerun_finishes(tmp_path, small_fasta):
 
 def test_bad_settings_are_rejected(tmp_path, small_fasta):
     with pytest.raises(InputError, match="n_heldout"):
-        mini.train(tmp_path / "x", tiny_config(n_heldout=24), fasta=small_fasta)
+        training.train(tmp_path / "x", tiny_config(n_heldout=24), fasta=small_fasta)
     with pytest.raises(InputError, match="steps"):
-        mini.train(tmp_path / "x", tiny_config(steps=0), fasta=small_fasta)
+        training.train(tmp_path / "x", tiny_config(steps=0), fasta=small_fasta)
     with pytest.raises(NotFoundError, match="step 7.*0, 2"):
-        mini.train(tmp_path / "y", tiny_config(steps=2, save_steps=(0,)), fasta=small_fasta)
+        training.train(tmp_path / "y", tiny_config(steps=2, save_steps=(0,)), fasta=small_fasta)
         mini.checkpoint_dir(7, tmp_path / "y")
     with pytest.raises(NotFoundError, match="train-mini"):
         mini.checkpoint_dir(None, tmp_path / "nothing")
@@ -236,7 +237,7 @@ def test_shipped_checkpoints_load_offline_and_learned():
     assert total_bytes <= 5_000_000
 
     heldout = set(info["data"]["heldout_accessions"])
-    records = mini.read_fasta(mini.SAMPLE_FASTA)
+    records = training.read_fasta(training.SAMPLE_FASTA)
     sequences = [s for n, s in records if n in heldout][:40]
     assert len(sequences) == 40
     # entropy of the residue frequencies of the training proteins: what a model that ignores

@@ -9,6 +9,8 @@ from typing import Iterator
 import pyarrow as pa
 import typer
 from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 from rich.text import Text
 
@@ -29,6 +31,24 @@ def open_from_ctx(ctx: typer.Context, read_only: bool = False) -> Iterator[Store
             yield store
     finally:
         store.close()
+
+
+def choice(value: str, choices, option: str) -> str:
+    """`value` if it is one of `choices`, else a usage error naming the option (exit 2)."""
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
+    return value
+
+
+def progress_bar(label: str = "{task.description}", *extra, count: bool = True, eta: bool = False) -> Progress:
+    """The one progress bar of the CLI: label, bar, done/total (or `extra` columns), elapsed and
+    optionally ETA; on stderr, hidden when stderr is not a terminal, gone when finished."""
+    columns = [TextColumn(label), BarColumn(bar_width=None)]
+    columns += list(extra) if extra else ([MofNCompleteColumn()] if count else [])
+    columns.append(TimeElapsedColumn())
+    if eta:
+        columns += [TextColumn("ETA"), TimeRemainingColumn()] if extra else [TimeRemainingColumn()]
+    return Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal)
 
 
 def error(message: str) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, \
-    TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import ProgressColumn, TaskProgressColumn, TextColumn
 from rich.text import Text
 
-from protiso.cli.core import console, emit, err_console, open_from_ctx
+from protiso.cli.core import choice, console, emit, open_from_ctx, progress_bar
+from protiso.models.registry import model_rows
+from protiso.runs.catalog import run_table
 from protiso.embedding import DTYPE_CHOICES, LENGTH_POLICIES, EmbedProgress, embed as embed_run
 
 
@@ -18,33 +19,13 @@ class _ResiduesPerSecond(ProgressColumn):
         return Text("-- res/s" if speed is None else f"{speed:,.0f} res/s")
 
 
-def _choice(value: str, choices, option: str) -> str:
-    if value not in choices:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
-    return value
-
-
 def models(as_json: bool = typer.Option(False, "--json", help="Output JSON.")) -> None:
     """List the model registry: aliases usable with `embed --model`.
 
     Any Hugging Face id or local save_pretrained directory works too (family detected from its
     config). Without network, a hub model must be in the Hugging Face cache or given as a
     directory. `protiso-mini@step<N>` selects an intermediate checkpoint of the demo model."""
-    from protiso.models.registry import list_models
-
-    rows = []
-    for spec in list_models():
-        note = ""
-        if spec.alias == "protiso-mini":
-            try:
-                from protiso.models import mini
-                steps = mini.available_steps()
-                note = f"steps {', '.join(map(str, steps))}" if steps else "not trained yet (protiso train-mini)"
-            except ImportError:
-                note = "not available"
-        rows.append({"alias": spec.alias, "source": spec.source, "family": spec.family or "auto",
-                     "dim": spec.dim, "layers": spec.num_layers, "note": note,
-                     "description": spec.description})
+    rows = model_rows()
     if not as_json:   # keep the table narrow; --json has the descriptions
         rows = [{k: v for k, v in r.items() if k != "description"} for r in rows]
     emit(rows, as_json, title="models")
@@ -95,18 +76,16 @@ def embed(
     Re-running the same configuration resumes: embedded proteins are skipped. Ctrl-C keeps
     finished work; a hard crash loses at most the work since the last commit (`--flush-seconds`).
     Results: view `embeddings` (and `embeddings_<run_id>`), table `runs`, `run_proteins`."""
-    _choice(long, LENGTH_POLICIES, "--long")
-    _choice(dtype, DTYPE_CHOICES, "--dtype")
-    _choice(engine, ("local", "ray"), "--engine")
+    choice(long, LENGTH_POLICIES, "--long")
+    choice(dtype, DTYPE_CHOICES, "--dtype")
+    choice(engine, ("local", "ray"), "--engine")
     ray_options = {"address": address, "workers": workers, "gpus_per_worker": gpus_per_worker}
     if engine == "local" and any(v is not None for v in ray_options.values()):
         raise typer.BadParameter("--address/--workers/--gpus-per-worker need --engine ray",
                                  param_hint="--engine")
     with open_from_ctx(ctx) as store:
-        with Progress(TextColumn("embed"), BarColumn(bar_width=None), TaskProgressColumn(),
-                      TextColumn("{task.fields[proteins]}"), _ResiduesPerSecond(), TimeElapsedColumn(),
-                      TextColumn("ETA"), TimeRemainingColumn(), console=err_console, transient=True,
-                      disable=not err_console.is_terminal) as bar:
+        with progress_bar("embed", TaskProgressColumn(), TextColumn("{task.fields[proteins]}"),
+                          _ResiduesPerSecond(), eta=True) as bar:
             task = bar.add_task("embed", total=None, proteins="")
 
             def report(p: EmbedProgress) -> None:
@@ -138,12 +117,7 @@ def embed(
 def runs(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Output JSON.")) -> None:
     """List the store's embedding runs with their counts and provenance."""
     with open_from_ctx(ctx, read_only=True) as store:
-        if as_json:
-            emit(store.sql("SELECT * FROM run_summary"), True)
-        else:
-            emit(store.sql("SELECT run_id, model, dim, layers, dtype, length_policy AS long, status, "
-                           "n_done AS done, n_failed AS failed, n_skipped AS skipped, "
-                           "round(residues_per_s) AS \"res/s\" FROM run_summary"), False, title="runs")
+        emit(run_table(store, brief=not as_json), as_json, title="runs")
 
 
 def register(app: typer.Typer) -> None:

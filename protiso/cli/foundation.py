@@ -1,9 +1,7 @@
 """Foundation commands: ingest, sql, info, demo."""
 from __future__ import annotations
 
-import os
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import List, Optional
 

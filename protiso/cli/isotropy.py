@@ -5,9 +5,8 @@ import math
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from protiso.cli.core import console, emit, err_console, open_from_ctx
+from protiso.cli.core import console, emit, err_console, open_from_ctx, progress_bar
 from protiso.isotropy.engine import isotropy as run_isotropy
 from protiso.isotropy.metrics import DEFAULT_ZETA
 
@@ -46,9 +45,7 @@ def isotropy(
     if level not in LEVELS:
         raise typer.BadParameter(f"{level!r} is not one of {', '.join(LEVELS)}", param_hint="--level")
     with open_from_ctx(ctx) as store:
-        with Progress(TextColumn("{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err_console, transient=True,
-                      disable=not err_console.is_terminal) as bar:
+        with progress_bar() as bar:
             tasks = {}
 
             def progress(label, done, total):

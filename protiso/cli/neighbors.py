@@ -6,9 +6,8 @@ import math
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from protiso.cli.core import console, emit, err_console, open_from_ctx, warn
+from protiso.cli.core import choice, console, emit, open_from_ctx, progress_bar, warn
 from protiso.neighbors.index import KINDS, METRICS, build_index, list_indexes
 from protiso.neighbors.search import neighbors as find_neighbors
 from protiso.neighbors.search import resolve_run_layer as resolve
@@ -25,15 +24,7 @@ _LAYER_HELP = "Hidden-state index (default: the run's last layer)."
 
 
 def _bar():
-    return Progress(TextColumn("{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err_console, transient=True,
-                    disable=not err_console.is_terminal)
-
-
-def _choice(value: str, choices, option: str) -> str:
-    if value not in choices:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
-    return value
+    return progress_bar()
 
 
 def _clean(rows: list[dict]) -> list[dict]:
@@ -60,8 +51,8 @@ def index_build(
     The index file is kept under STORE/indexes/<run_id>/, its parameters in table nn_indexes
     and its id map in nn_index_ids. Re-running is cheap: an up-to-date index is left alone, a
     grown run is added incrementally, a run whose parts changed is rebuilt."""
-    _choice(kind, KINDS, "--kind")
-    _choice(metric, METRICS, "--metric")
+    choice(kind, KINDS, "--kind")
+    choice(metric, METRICS, "--metric")
     given = {"M": m, "efConstruction": ef_construction, "efSearch": ef_search} if kind == "hnsw" else \
         {"nlist": nlist, "nprobe": nprobe} if kind == "ivf" else {}
     params = {k: v for k, v in given.items() if v is not None} or None
@@ -122,9 +113,9 @@ def neighbors(
 
     Needs an index (`protiso index build`); the index is extended first if the run grew."""
     if kind is not None:
-        _choice(kind, KINDS, "--kind")
+        choice(kind, KINDS, "--kind")
     if metric is not None:
-        _choice(metric, METRICS, "--metric")
+        choice(metric, METRICS, "--metric")
     with open_from_ctx(ctx) as store:
         run_id, lay = resolve(store, model, layer)
         res = find_neighbors(store, run_id, lay, query, k, where, kind, metric, with_alignment,
@@ -155,7 +146,7 @@ def transform_apply(
 
     The derived run works wherever a run does (--model <derived run id>): isotropy, pairs,
     index, neighbors (queries given as sequences are embedded and transformed the same way)."""
-    _choice(name, TRANSFORMS, "--kind")
+    choice(name, TRANSFORMS, "--kind")
     with open_from_ctx(ctx) as store:
         run_id, lay = resolve(store, model, layer)
         with _bar() as bar:
@@ -191,7 +182,7 @@ def transform_report_cmd(
     specs = []
     for item in [t.strip() for t in transforms.split(",") if t.strip()]:
         name, _, p = item.partition(":")
-        _choice(name, TRANSFORMS, "--transforms")
+        choice(name, TRANSFORMS, "--transforms")
         try:
             specs.append((name, int(p) if p else None))
         except ValueError:

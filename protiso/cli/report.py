@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from protiso.cli.core import console, emit, err_console, error, open_from_ctx, to_json, warn
+from protiso.cli.core import console, emit, err_console, error, open_from_ctx, progress_bar, to_json, warn
 from protiso.pipeline.reproduce import PAPER_MODELS, reproduce
 
 
@@ -22,9 +21,7 @@ def step_line(s) -> str:
 @contextlib.contextmanager
 def pipeline_callbacks(quiet: bool = False):
     """reproduce()'s callbacks: a progress bar for embedding and one line per finished step."""
-    with Progress(TextColumn("embed"), BarColumn(bar_width=None), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True,
-                  disable=not err_console.is_terminal) as bar:
+    with progress_bar("embed") as bar:
         task = bar.add_task("embed", total=None)
 
         def embed_progress(p):

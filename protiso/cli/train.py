@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import MofNCompleteColumn, TextColumn
 
-from protiso.cli.core import console, emit, err_console, handle_errors
+from protiso.cli.core import console, emit, handle_errors, progress_bar
 from protiso.errors import InputError
-from protiso.models.mini import MiniConfig
+from protiso.models.mini import PROTBERT_VOCAB
+from protiso.training import mini
+from protiso.training.mini import MiniConfig
 
 _D = MiniConfig()  # defaults shown by --help come from the library's config
 
@@ -56,14 +58,12 @@ def train_mini(
     transformers' BertForMaskedLM/BertTokenizer (or `protiso embed --model DIR/step<N>`).
     An interrupted run re-started with the same options resumes from its last checkpoint."""
     with handle_errors():
-        from protiso.models import mini
 
         cfg = MiniConfig(seed=seed, steps=steps, batch_size=batch_size, max_length=max_length,
                               threads=threads, n_heldout=heldout, save_steps=_parse_steps(save_steps),
                               max_minutes=(max_minutes or None))
-        with Progress(TextColumn("train-mini"), BarColumn(bar_width=None), MofNCompleteColumn(),
-                      TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                      console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        with progress_bar("train-mini", MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                          eta=True) as bar:
             task = bar.add_task("train", total=steps, loss="-")
 
             def progress(step: int, total: int, loss: float) -> None:
@@ -77,11 +77,11 @@ def train_mini(
     if as_json:
         sys.stdout.write(json.dumps({"out": str(result.out_dir), "final_step": result.final_step,
                                      "wall_seconds": round(result.wall_seconds, 1), "threads": threads,
-                                     "uniform_loss": math.log(len(mini.PROTBERT_VOCAB)),
+                                     "uniform_loss": math.log(len(PROTBERT_VOCAB)),
                                      "checkpoints": rows}, indent=2) + "\n")
         return
     emit(rows, title=f"protiso-mini checkpoints (demonstration model; uniform-guess loss "
-                     f"{math.log(len(mini.PROTBERT_VOCAB)):.3f})")
+                     f"{math.log(len(PROTBERT_VOCAB)):.3f})")
     console.print(f"{result.final_step} steps in {result.wall_seconds:.0f} s on {threads} thread(s); "
                   f"use with `protiso embed --model {result.out_dir / f'step{result.final_step}'}`",
                   highlight=False)

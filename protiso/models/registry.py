@@ -13,6 +13,7 @@ loaded by the Hugging Face adapter with the family detected from its config.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,25 @@ def load_model(name: str, options: LoadOptions | None = None) -> ModelAdapter:
         module, func = loader.split(":")
         loader = getattr(importlib.import_module(module), func)
     return loader(res.spec, res.source, options or LoadOptions())
+
+
+def model_rows() -> list[dict]:
+    """The registry as rows for `protiso models`: alias, source, family, dim, layers, a note
+    (for protiso-mini: its checkpoints, with dim and layers read from its config) and description."""
+    rows = []
+    for spec in list_models():
+        dim, layers, note = spec.dim, spec.num_layers, ""
+        if spec.alias == MINI_ALIAS:
+            from protiso.models import mini   # the bundled demo model (an optional install part)
+
+            steps = mini.available_steps()
+            note = f"steps {', '.join(map(str, steps))}" if steps else "not trained yet (protiso train-mini)"
+            if steps:
+                cfg = json.loads((mini.checkpoint_dir() / "config.json").read_text())
+                dim, layers = cfg.get("hidden_size"), cfg.get("num_hidden_layers")
+        rows.append({"alias": spec.alias, "source": spec.source, "family": spec.family or "auto",
+                     "dim": dim, "layers": layers, "note": note, "description": spec.description})
+    return rows
 
 
 def load(name: str, device: str = "auto", weights: str | None = None, offline: bool | None = None,

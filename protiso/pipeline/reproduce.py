@@ -20,7 +20,6 @@ from typing import Callable, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from protiso.embedding import embed
 from protiso.errors import InputError, ProtisoError
@@ -33,7 +32,7 @@ from protiso.pairs.functional import go_pair_set
 from protiso.pairs.jobs import align_pair_set, alignment_key
 from protiso.pairs.sample import sample_pairs
 from protiso.query import Subset, as_subset
-from protiso.runs import list_runs, resolve_run
+from protiso.runs import list_runs
 from protiso.store import Store, queries
 
 Q = queries("pipeline")

@@ -94,6 +94,12 @@ def get_run(store: Store, run_id: str) -> Run | None:
     return _run_from_row(rows[0]) if rows else None
 
 
+def run_table(store: Store, brief: bool = False):
+    """The runs with counts and provenance (view run_summary); `brief`: the columns a terminal
+    table needs."""
+    return store.sql(Q.run_summary_brief if brief else Q.run_summary)
+
+
 def resolve_layer(run: Run, layer: int | None) -> int:
     """A layer of the run: None = its last embedded layer; negative counts from the model's last
     layer (-1 = last), as in `embed --layers`. Fails naming the layers the run has."""

@@ -98,7 +98,7 @@ class RunWriter:
     counters and the merged statistics checkpoint, all in one transaction. Used by `embed`,
     derived runs (transforms) and imports."""
 
-    def __init__(self, store: Store, run: Run, cfg: ModelConfig, local_stats: bool, flush_seconds: float,
+    def __init__(self, store: Store, run: Run, cfg, local_stats: bool, flush_seconds: float,
                  flush_rows: int):
         self.store, self.run, self.cfg = store, run, cfg
         self.flush_seconds, self.flush_rows = flush_seconds, flush_rows

@@ -126,3 +126,13 @@ DROP TABLE IF EXISTS _protiso_todo
 -- name: layer_vectors
 -- One layer of a run's global vectors ($source: read_parquet over the run's parts).
 SELECT e.embedding, e.accession FROM $source e WHERE e.layer = $layer
+
+-- name: run_summary
+-- Every run with its counts and provenance.
+SELECT * FROM run_summary
+
+-- name: run_summary_brief
+-- The columns of run_summary a terminal table shows.
+SELECT run_id, model, dim, layers, dtype, length_policy AS long, status, n_done AS done,
+       n_failed AS failed, n_skipped AS skipped, round(residues_per_s) AS "res/s"
+FROM run_summary

@@ -1,0 +1,1 @@
+"""Training the bundled demonstration model protiso-mini."""
