@@ -7,7 +7,7 @@ ENGINES = ("local", "ray")
 
 
 class RayUnavailableError(ProtisoError):
-    """--engine ray without Ray installed."""
+    """The ray engine without Ray installed."""
 
 
 def require_ray():
@@ -17,7 +17,7 @@ def require_ray():
         import ray.data  # noqa: F401
     except ImportError as exc:
         raise RayUnavailableError(
-            f"--engine ray needs Ray Data, which is not installed ({exc}); "
+            f"the ray engine needs Ray Data, which is not installed ({exc}); "
             "install it with: pip install 'protiso[ray]'  (or: pip install 'ray[data]>=2.9')") from None
     return ray
 
@@ -64,12 +64,12 @@ def resources(ray, gpus_per_worker: float | None, cpus_per_worker: float, worker
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if total.get("GPU", 0) > 0 else 0.0
     if gpus_per_worker < 0 or cpus_per_worker <= 0:
-        raise ProtisoError("--gpus-per-worker must be >= 0 and CPUs per worker > 0")
+        raise ProtisoError("GPUs per worker must be >= 0 and CPUs per worker > 0")
     if workers is None:
         workers = int(total.get("GPU", 0) // gpus_per_worker) if gpus_per_worker else \
             int(total.get("CPU", 1) // cpus_per_worker)
     if workers < 1:
-        raise ProtisoError(f"--workers must be >= 1 (cluster resources: {dict(total)})")
+        raise ProtisoError(f"workers must be >= 1 (cluster resources: {dict(total)})")
     return gpus_per_worker, cpus_per_worker, workers
 
 

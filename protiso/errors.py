@@ -3,7 +3,14 @@ file, line, record or value at fault. The CLI prints the message and exits non-z
 
 
 class ProtisoError(Exception):
-    """Base class for errors shown to the user as a message, not a traceback."""
+    """Base class for errors shown to the user as a message, not a traceback.
+
+    `param` names the library parameter whose value is at fault (e.g. "model"); the library's
+    message names values, and the CLI adds the option that sets the parameter."""
+
+    def __init__(self, message: str = "", param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class InputError(ProtisoError):

@@ -119,7 +119,8 @@ def test_unknown_model_offline_names_it_and_says_how(monkeypatch, tmp_path):
         load_model("no-such-org/no-such-protein-model", LoadOptions(offline=True))
     msg = str(err.value)
     assert "no-such-org/no-such-protein-model" in msg
-    assert "--model /path/to/dir" in msg and "cache" in msg
+    assert "save_pretrained" in msg and "cache" in msg and "hf download" in msg and "HF_HUB_OFFLINE" in msg
+    assert err.value.param == "model"
     # an alias resolves to its hub id, which is named in the error too
     with pytest.raises(NotFoundError, match="Rostlab/prot_bert"):
         load_model("prot_bert", LoadOptions(offline=True))
@@ -164,3 +165,12 @@ def test_reduced_precision_close_to_fp32_and_reversible(adapters, low):
         mx, my = x[2].mean(0), y[2].mean(0)
         assert mx @ my / np.linalg.norm(mx) / np.linalg.norm(my) > 0.99
         assert not np.array_equal(x[2], y[2])   # reduced precision really was used
+
+
+def test_mistyped_alias_suggests_the_alias():
+    from protiso.errors import NotFoundError
+    from protiso.models.registry import resolve
+
+    with pytest.raises(NotFoundError, match="did you mean 'prot_bert'"):
+        resolve("prot_bertt")
+    assert resolve("Rostlab/prot_bert").source == "Rostlab/prot_bert"   # hub ids are not second-guessed

@@ -67,7 +67,8 @@ def handle_errors() -> Iterator[None]:
     try:
         yield
     except ProtisoError as exc:
-        error(str(exc))
+        flag = f" (option --{exc.param.replace('_', '-')})" if getattr(exc, "param", None) else ""
+        error(f"{exc}{flag}")
         raise typer.Exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted; finished work is kept, re-run to resume")

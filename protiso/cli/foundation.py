@@ -128,13 +128,13 @@ def demo(ctx: typer.Context) -> None:
     when already done, so an interrupted demo resumes. protiso-mini is a demonstration model,
     not a stand-in for published pLMs."""
     from protiso.cli.report import pipeline_callbacks
-    from protiso.pipeline.demo import run_demo
+    from protiso.pipeline.demo import run_demo, sample_overview
 
     def on_ingest(result) -> None:
         console.print(f"[bold]ingest[/]: {result.n_records:,} records, {result.n_new:,} new; "
                       f"{result.n_new_annotations:,} new annotations", highlight=False)
-        emit(store.sql("SELECT * FROM organism_summary LIMIT 10"), title="top organisms")
-        emit(store.sql("SELECT * FROM annotation_summary"), title="annotations")
+        for title, table in sample_overview(store).items():
+            emit(table, title=title)
 
     with open_from_ctx(ctx) as store, pipeline_callbacks() as callbacks:
         result = run_demo(store, on_ingest=on_ingest, **callbacks)

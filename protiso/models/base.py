@@ -112,7 +112,7 @@ def parse_layers(spec: str | int | list[int] | None, num_layers: int) -> list[in
         try:
             items = [int(s) for s in spec.replace(" ", "").split(",") if s]
         except ValueError:
-            raise InputError(f"--layers {spec!r}: expected 'last', 'all' or a comma-separated "
+            raise InputError(f"layers {spec!r}: expected 'last', 'all' or a comma-separated "
                              "list of layer numbers (negative counts from the end)") from None
     else:
         items = [int(x) for x in spec]
@@ -120,8 +120,8 @@ def parse_layers(spec: str | int | list[int] | None, num_layers: int) -> list[in
     for x in items:
         y = x + num_layers + 1 if x < 0 else x
         if not 0 <= y <= num_layers:
-            raise InputError(f"--layers: layer {x} out of range 0..{num_layers} (or -1..-{num_layers + 1})")
+            raise InputError(f"layer {x} out of range 0..{num_layers} (or -1..-{num_layers + 1})")
         out.append(y)
     if not out:
-        raise InputError(f"--layers {spec!r}: no layer given")
+        raise InputError(f"layers {spec!r}: no layer given")
     return sorted(set(out))

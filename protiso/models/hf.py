@@ -70,10 +70,10 @@ def locate(source: str, options: LoadOptions) -> tuple[Path, str]:
     raise ModelNotAvailableError(
         f"model {source!r} is not available: it is not a local directory, not in the Hugging Face "
         f"cache, and {'the network is disabled (offline mode)' if _offline(options) else 'could not be downloaded'}"
-        f" ({type(last).__name__ if last else 'no config.json'}). Provide a local copy: pass "
-        f"`--model /path/to/dir` (a directory saved with save_pretrained), or pre-populate the "
-        f"Hugging Face cache on a machine with network access, e.g. "
-        f"`huggingface-cli download {source}`, and copy ~/.cache/huggingface here.")
+        f" ({type(last).__name__ if last else 'no config.json'}). Provide a local copy: give "
+        f"a directory saved with save_pretrained as the model, or fill the Hugging Face cache on a "
+        f"machine with network access (`hf download {source}`), copy ~/.cache/huggingface here and "
+        f"set HF_HUB_OFFLINE=1.", param="model")
 
 
 def _fingerprint(path: Path) -> str:

@@ -12,6 +12,7 @@ loaded by the Hugging Face adapter with the family detected from its config.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import re
@@ -136,6 +137,11 @@ def resolve(name: str) -> Resolved:
         spec = REGISTRY[name]
         return Resolved(name, spec, spec.source)
     path = Path(name).expanduser()
+    if not path.exists() and "/" not in name:   # hub ids are owner/name: this is a mistyped alias
+        close = difflib.get_close_matches(name, list(REGISTRY) + [MINI_ALIAS], n=1, cutoff=0.6)
+        if close:
+            raise NotFoundError(f"unknown model {name!r}; did you mean {close[0]!r}? "
+                                "(`protiso models` lists the aliases)")
     if path.exists():
         if not path.is_dir():
             raise NotFoundError(f"model {name!r}: not a directory (expected a save_pretrained directory)")

@@ -50,6 +50,11 @@ def demo_settings() -> dict:
                 device="cpu", dtype="float32")
 
 
+def sample_overview(store: Store) -> dict[str, pa.Table]:
+    """What the ingested sample holds: the top organisms and the annotations per namespace."""
+    return {"top organisms": store.sql(Q.top_organisms), "annotations": store.sql(Q.annotation_summary)}
+
+
 def run_demo(store: Store, on_ingest: Callable[[IngestResult], None] | None = None, **callbacks) -> DemoResult:
     """Ingest the sample, run the pipeline, write the report. `callbacks` go to reproduce
     (on_step, embed_progress)."""

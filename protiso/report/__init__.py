@@ -252,8 +252,7 @@ def _local(doc: _Doc, store: Store) -> None:
         return
     doc.add(f'<p class="note">The paper: about {data.PUBLISHED_LOCAL_PROTBERT} effective dimensions per '
             "amino-acid type on average for ProtBERT.</p>")
-    summary = store.sql("SELECT run_id, layer, n_residue_types, n_residues, mean_effective_dims, "
-                        "min_effective_dims, max_effective_dims FROM local_isotropy_summary").to_pylist()
+    summary = store.sql(data.Q.local_summary).to_pylist()
     if summary:
         doc.add('<table class="local-summary"><tr><th class="t">run</th><th>layer</th><th>residue types</th>'
                 '<th>residues</th><th>mean effective dims</th><th>min</th><th>max</th></tr>')
@@ -272,7 +271,7 @@ def _local(doc: _Doc, store: Store) -> None:
         if not per:
             continue
         mean = float(np.mean([r["effective_dims"] for r in per]))
-        run_filter = store.scalar("SELECT filter FROM runs WHERE run_id = ?", [run_id])
+        run_filter = store.scalar(data.Q.run_filter, {"run_id": run_id})
         doc.figure(figures.bars([r["group_key"] for r in per], [r["effective_dims"] for r in per],
                                 "effective dimensions", f"{per[0]['model']} layer {layer}", mean,
                                 f"mean {mean:.2f}"),
@@ -367,14 +366,14 @@ def build_report(store: Store, out_dir: str | os.PathLike | None = None) -> Path
     """Write the report to out_dir/report.html (default: <store>/report) and return the path."""
     out = Path(out_dir) if out_dir is not None else store.root / "report"
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a directory")
+        raise InputError(f"report directory {out} exists and is not a directory")
     corr = data.correlation_rows(store)
     doc = _Doc()
     builders = {"paper-table": _paper_table, "spectra": _spectra, "layers": _layers,
                 "checkpoints": _checkpoints, "groups": _groups, "local": _local,
                 "correlations": lambda d, s: _correlations(d, s, corr),
                 "pairs": lambda d, s: _pairs(d, s, corr), "go": lambda d, s: _go(d, s, corr), "runs": _runs}
-    n_proteins = store.scalar("SELECT count(*) FROM proteins")
+    n_proteins = store.scalar(data.Q.protein_count)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc.add(f'<h1>protiso report</h1><p class="note">Store {_e(store.root)}: {n_proteins:,} proteins. '
             f"Generated {now} by protiso {__version__}. Reproduces and extends "

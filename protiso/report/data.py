@@ -9,7 +9,9 @@ import numpy as np
 
 from protiso.isotropy.spectra import compute_spectrum, stored_spectra
 from protiso.models import mini
-from protiso.store import Store
+from protiso.store import Store, queries
+
+Q = queries("report")
 
 # The paper's published global figures (SwissProt; DESIGN.md), by registry alias and HF id.
 PUBLISHED = {
@@ -34,13 +36,7 @@ def published_for(model: str | None, model_id: str | None, family: str | None) -
 
 def whole_set_rows(store: Store) -> list[dict]:
     """Latest ungrouped global metrics per run, layer and filter, with the run's details."""
-    return store.sql(
-        "SELECT m.metric_id, m.run_id, m.model, r.model_id, r.family, r.pooling, r.dtype, r.revision, "
-        "r.layers AS run_layers, m.layer, m.filter, m.n, m.d, m.isoscore, m.effective_dims, m.avg_cosine, "
-        "m.isoscore_star, m.effective_rank, m.seed, m.software_version, m.created_at "
-        "FROM metrics_latest m LEFT JOIN runs r USING (run_id) "
-        "WHERE m.level = 'global' AND m.group_by = '' ORDER BY m.model, m.run_id, m.filter, m.layer"
-    ).to_pylist()
+    return store.sql(Q.whole_set_rows).to_pylist()
 
 
 def paper_table(store: Store) -> list[dict]:
@@ -93,10 +89,7 @@ def _final_step(model: str) -> int | None:
 def group_rows(store: Store) -> dict[tuple[str, int, str, str], list[dict]]:
     """(run_id, layer, filter, group_by) -> latest grouped global rows, largest groups first."""
     out: dict = {}
-    for r in store.sql(
-            "SELECT metric_id, run_id, model, layer, filter, group_by, group_key, n, d, isoscore, "
-            "effective_dims, avg_cosine, seed FROM metrics_latest WHERE level = 'global' AND group_by <> '' "
-            "ORDER BY run_id, layer, filter, group_by, n DESC, group_key").to_pylist():
+    for r in store.sql(Q.group_rows).to_pylist():
         out.setdefault((r["run_id"], r["layer"], r["filter"], r["group_by"]), []).append(r)
     return out
 
@@ -104,10 +97,7 @@ def group_rows(store: Store) -> dict[tuple[str, int, str, str], list[dict]]:
 def local_rows(store: Store) -> dict[tuple[str, int], list[dict]]:
     """(run_id, layer) -> per-residue-type local rows (plus the pooled row, group_key None)."""
     out: dict = {}
-    for r in store.sql(
-            "SELECT metric_id, run_id, model, layer, group_by, group_key, n, d, isoscore, effective_dims, "
-            "avg_cosine FROM metrics_latest WHERE level = 'local' ORDER BY run_id, layer, group_key"
-    ).to_pylist():
+    for r in store.sql(Q.local_rows).to_pylist():
         out.setdefault((r["run_id"], r["layer"]), []).append(r)
     return out
 
@@ -127,37 +117,22 @@ def spectrum(store: Store, run_id: str, layer: int, filter_: str) -> tuple[int, 
 
 def correlation_rows(store: Store) -> list[dict]:
     """The Pearson correlation rows per pair set, alignment, run and layer, with the set's seed."""
-    return store.sql(
-        "SELECT c.*, s.seed, s.filter AS pair_filter, s.fraction, s.n_proteins, s.strategy "
-        "FROM pair_correlations c LEFT JOIN pair_sets s ON s.name = c.pair_set "
-        "ORDER BY c.pair_set, c.run_id, c.layer, c.alignment").to_pylist()
+    return store.sql(Q.correlation_rows).to_pylist()
 
 
 def pair_points(store: Store, row: dict, max_points: int = 200_000) -> dict[str, np.ndarray]:
     """Per pair (a deterministic subsample when large): cosine, sq_euclidean, score, identity,
     go_jaccard."""
-    tab = store.sql(
-        "SELECT cosine, sq_euclidean, score, identity, go_jaccard FROM pair_metrics "
-        "WHERE pair_set = ? AND alignment = ? AND run_id = ? AND layer = ? "
-        "AND identity IS NOT NULL AND cosine IS NOT NULL ORDER BY hash(pair_id) LIMIT ?",
-        [row["pair_set"], row["alignment"], row["run_id"], row["layer"], max_points])
+    tab = store.sql(Q.pair_points, {"pair_set": row["pair_set"], "alignment": row["alignment"],
+                                    "run_id": row["run_id"], "layer": row["layer"], "max_points": max_points})
     return {c: tab.column(c).to_numpy(zero_copy_only=False).astype(float) for c in tab.column_names}
 
 
 def go_bins(store: Store, row: dict, bins: int = 5) -> list[dict]:
     """Mean cosine, squared Euclidean distance and identity per GO-Jaccard bin."""
-    return store.sql(
-        "WITH b AS (SELECT least(floor(go_jaccard * $bins), $bins - 1)::INTEGER AS k, * FROM pair_metrics "
-        "WHERE pair_set = $ps AND alignment = $al AND run_id = $run AND layer = $layer "
-        "AND go_jaccard IS NOT NULL) SELECT k / $bins::DOUBLE AS lo, (k + 1) / $bins::DOUBLE AS hi, "
-        "count(*) AS n_pairs, avg(cosine) AS cosine, avg(sq_euclidean) AS sq_euclidean, "
-        "avg(identity) AS identity FROM b GROUP BY k ORDER BY k",
-        {"bins": bins, "ps": row["pair_set"], "al": row["alignment"], "run": row["run_id"],
-         "layer": row["layer"]}).to_pylist()
+    return store.sql(Q.go_bins, {"bins": bins, "pair_set": row["pair_set"], "alignment": row["alignment"],
+                                 "run_id": row["run_id"], "layer": row["layer"]}).to_pylist()
 
 
 def runs(store: Store) -> list[dict]:
-    return store.sql("SELECT run_id, model, model_id, family, dim, layers, pooling, dtype, device, "
-                     "length_policy, max_length, status, n_done, n_truncated, n_skipped, n_failed, "
-                     "n_residues, local_stats, filter, revision, software_version "
-                     "FROM runs ORDER BY created_at, run_id").to_pylist()
+    return store.sql(Q.runs).to_pylist()

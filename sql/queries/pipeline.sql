@@ -40,3 +40,11 @@ SELECT count(*) FROM proteins
 SELECT model, layer, n, d, isoscore, effective_dims, avg_cosine FROM isotropy_summary
 WHERE level = 'global' AND filter = ''
   AND layer = (SELECT list_max(layers) FROM runs r WHERE r.run_id = isotropy_summary.run_id)
+
+-- name: top_organisms
+-- The ten organisms with the most proteins.
+SELECT * FROM organism_summary LIMIT 10
+
+-- name: annotation_summary
+-- Annotation rows and proteins per namespace.
+SELECT * FROM annotation_summary
