@@ -305,6 +305,34 @@ def test_duplicates_within_and_across_files(tmp_path):
     assert "X1" in refused("duplicate", [pqp])
 
 
+def test_small_files_coalesced(tmp_path):
+    """Batches span files: 5 files of 3 proteins give full batches, not 5 small ones."""
+    paths, expect = [], {}
+    for f in range(5):
+        ids = [f"F{f}P{i}" for i in range(3)]
+        m = vecs(3)
+        paths.append(tmp_path / f"f{f}.h5")
+        write_uniprot_h5(paths[-1], ids, m)
+        expect.update({i: v.astype(np.float32) for i, v in zip(ids, m)})
+    reader = open_source(paths)
+    batches = list(reader.batches(batch_rows=4))
+    assert [len(b) for b in batches] == [4, 4, 4, 3]
+    got = {i: v for b in batches for i, v in zip(b.ids, b.vectors)}
+    assert got.keys() == expect.keys()
+    for i, v in expect.items():
+        np.testing.assert_array_equal(got[i], v)
+    assert all(s.sha256 == sha(s.path) for s in reader.sources)
+
+
+def test_esm_file_list(tmp_path):
+    files = []
+    for a in ACCS[:3]:
+        files.append(tmp_path / f"{a}.pt")
+        write_esm(files[-1], a, 3, [33], include=("mean",))
+    batches = list(open_source(files).batches(batch_rows=8))
+    assert len(batches) == 1 and batches[0].ids == ACCS[:3] and batches[0].layer == 33
+
+
 def test_seen_ids_many_batches():
     seen = SeenIds()
     for k in range(300):
@@ -330,10 +358,19 @@ def test_broken_files(tmp_path):
     nodata = tmp_path / "nodata.h5"
     h5py.File(nodata, "w").close()
     assert str(nodata) in refused("no datasets", [nodata])
+    npz = tmp_path / "t.npz"
+    np.savez(npz, embeddings=vecs(50, d=64), ids=np.array([f"P{i}" for i in range(50)]))
+    (tmp_path / "t2.npz").write_bytes(npz.read_bytes()[:-200])
+    assert "t2.npz" in refused("corrupt or truncated", [tmp_path / "t2.npz"])
+    pqf = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"accession": ["A"], "embedding": [[1.0, 2.0]]}), pqf)
+    (tmp_path / "t2.parquet").write_bytes(pqf.read_bytes()[:-30])
+    assert "t2.parquet" in refused("not a readable Parquet", [tmp_path / "t2.parquet"])
     pt = tmp_path / "bad.pt"
     pt.write_bytes(b"\x80\x02junk")
     assert str(pt) in refused("not a readable torch", [pt])
     refused("no layers|carry no layer", [good], layer=3)
+    refused("id column option applies", [good], id_column="name")
 
 
 # -- export round trip ------------------------------------------------------------------------
@@ -360,6 +397,7 @@ def test_export_round_trip(tmp_path):
     pqf = tmp_path / "export.parquet"
     write_parquet(pqf, batches)
     t = pq.read_table(pqf)  # pyarrow alone
+    assert "BYTE_STREAM_SPLIT" in pq.ParquetFile(pqf).metadata.row_group(0).column(2).encodings
     assert t.schema.field("embedding").type == pa.list_(pa.float32(), D)
     assert t.column("accession").to_pylist() == ids_in
 
