@@ -1,7 +1,7 @@
 """`protiso embed --engine ray` on this machine: throughput with 1 and 2 actors against the local
-engine (the anchor), same model and proteins, run side by side in one process, and the
-driver's overhead per batch (decoding an actor's result and registering its parts, statuses
-and statistics in the catalog).
+engine (the anchor), same model and proteins, run side by side in one process; whether the rows
+are bit-identical to the local engine's; and the driver's overhead per result (registering an
+actor's parts, statuses and statistics in the catalog). Runs without the test dependencies.
 
 Model: a BERT with ProtBERT's architecture and tokenizer conventions (random weights, seeded;
 --hidden/--layers), saved with save_pretrained and loaded by path by every engine. Proteins: the
@@ -11,7 +11,7 @@ measured too. Ray runs on a local cluster of --cpus CPUs (each actor: 1 CPU, one
 as the local engine is given here); wall time includes model loading in the actors, so the
 figures also print the time to the first result.
 
-    python benchmarks/bench_distributed.py                  # N=240
+    python benchmarks/bench_distributed.py                  # N=240, task size chosen from the workers
     python benchmarks/bench_distributed.py --n 600 --task-rows 64
 """
 from __future__ import annotations
@@ -36,16 +36,16 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=400)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--task-rows", type=int, default=40)
+    ap.add_argument("--task-rows", type=int, default=None, help="default: chosen from the number of workers")
     ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--dtype", default="float32", help="float32 | bfloat16")
     args = ap.parse_args()
 
-    import ray
     import torch
 
     import tiny_models
-    from conftest import sample_files
     from protiso import open_store
+    from protiso.cluster import connect
     from protiso.embedding.engines import ray as dembed
     from protiso.embedding import embed
     from protiso.runs import load_embeddings
@@ -57,14 +57,15 @@ def main() -> None:
         model = tiny_models.build("bert", tmp / "model", hidden=args.hidden, layers=args.layers,
                                   heads=max(1, args.hidden // 64), intermediate=4 * args.hidden, max_pos=args.max_len + 2)
         template = tmp / "template"
-        fasta, go, flat = sample_files()
-        with open_store(template) as s:
+        sample = ROOT / "protiso" / "data" / "sample"
+        fasta, go = sample / "swissprot2014_go_2k.fasta.gz", sample / "swissprot2014_go_2k.tsv.gz"
+        with open_store(template, create=True) as s:
             ingest(s, [fasta], annotations=[go])
             accs = [a for (a,) in s.con.execute(
                 "SELECT accession FROM proteins WHERE length <= ? ORDER BY length DESC, accession LIMIT ?",
                 [args.max_len, args.n]).fetchall()]
         where = "accession IN (" + ", ".join(f"'{a}'" for a in accs) + ")"   # accessions are [A-Z0-9]
-        kw = dict(model=str(model), where=where, layers="last", dtype="float32", device="cpu",
+        kw = dict(model=str(model), where=where, layers="last", dtype=args.dtype, device="cpu",
                   local_stats=True, max_tokens=4096)
 
         overhead = {}
@@ -98,7 +99,9 @@ def main() -> None:
                                   overhead=dict(overhead) if workers else None)
             overhead.clear()
 
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+        import ray
+        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, logging_level=40)
+        connect()               # quiet logging, as the engine has it
         one("local", "local")
         one("ray-1", "ray", 1)
         one("ray-2", "ray", 2)
@@ -107,16 +110,17 @@ def main() -> None:
         base = results["local"]
         n_res = base["residues"]
         print(f"{len(accs)} proteins, {n_res:,} residues, BERT {args.layers}x{args.hidden} "
-              f"(random weights), float32 CPU, --local-stats, task rows {args.task_rows}, {args.cpus} Ray CPUs")
-        print(f"{'engine':8} {'wall s':>8} {'res/s':>9} {'vs local':>9} {'1st result s':>13} "
-              f"{'results':>8} {'driver ms/batch':>16} {'max |diff|':>11}")
+              f"(random weights), {args.dtype} CPU, --local-stats, {args.cpus} Ray CPUs")
+        print(f"{'engine':8} {'wall s':>8} {'res/s':>9} {'vs local':>9} {'1st result s':>13} {'tasks':>6} "
+              f"{'task rows':>10} {'driver ms/task':>15} {'rows differing':>15} {'max |diff|':>11}")
         for label, r in results.items():
-            diff = max(float(np.abs(r["X"][a] - base["X"][a]).max()) for a in base["X"])
+            diffs = [float(np.abs(r["X"][a] - base["X"][a]).max()) for a in base["X"]]
             o = r["overhead"] or {}
             per = (1000 * o["driver_seconds"] / o["results"]) if o.get("results") else None
             print(f"{label:8} {r['wall']:8.2f} {n_res / r['wall']:9.0f} {base['wall'] / r['wall']:8.2f}x "
-                  f"{o.get('first_result_s') or float('nan'):13.2f} {o.get('results', '-'):>8} "
-                  f"{per if per is not None else float('nan'):16.2f} {diff:11.2e}")
+                  f"{o.get('first_result_s') or float('nan'):13.2f} {o.get('results', '-'):>6} "
+                  f"{o.get('task_rows', '-'):>10} {per if per is not None else float('nan'):15.2f} "
+                  f"{sum(d > 0 for d in diffs):>9} of {len(diffs)} {max(diffs):11.2e}")
         r1, r2 = results["ray-1"], results["ray-2"]
         print(f"2 actors vs 1 actor: {r1['wall'] / r2['wall']:.2f}x; steady state (after the first result): "
               f"{(r1['wall'] - r1['overhead']['first_result_s']) / max(1e-9, r2['wall'] - r2['overhead']['first_result_s']):.2f}x")

@@ -27,3 +27,7 @@ class NotFoundError(ProtisoError):
 
 class QueryError(ProtisoError):
     """A user-supplied SQL query or expression failed to bind or run."""
+
+
+class DamagedStoreError(ProtisoError):
+    """A file the catalog lists is missing or changed (or the catalog itself is damaged)."""

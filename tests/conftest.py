@@ -25,7 +25,7 @@ def sample_files() -> tuple[Path, Path, Path]:
 @pytest.fixture
 def store(tmp_path):
     """A fresh, empty store."""
-    with open_store(tmp_path / "store") as s:
+    with open_store(tmp_path / "store", create=True) as s:
         yield s
 
 
@@ -33,7 +33,7 @@ def store(tmp_path):
 def _sample_store_template(tmp_path_factory):
     root = tmp_path_factory.mktemp("sample") / "store"
     fasta, go, flat = sample_files()
-    with open_store(root) as s:
+    with open_store(root, create=True) as s:
         ingest(s, [fasta, flat], annotations=[go])
     return root
 

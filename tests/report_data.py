@@ -22,7 +22,7 @@ KWARGS = dict(fraction=None, pair_proteins=30, seed=7, where=WHERE, max_length=6
 def build(root: Path, sample_files) -> tuple[Path, object]:
     """Ingest the sample into `root`, run reproduce once; returns (root, result)."""
     fasta, go, flat = sample_files
-    with open_store(root) as s:
+    with open_store(root, create=True) as s:
         ingest(s, [fasta, flat], annotations=[go])
         result = reproduce(s, MODELS, **KWARGS)
     return root, result

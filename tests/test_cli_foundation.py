@@ -14,7 +14,7 @@ from tests.conftest import sample_files
 
 def test_demo_then_info(invoke, tmp_path):
     root = tmp_path / "s"
-    result = invoke("--store", root, "demo")
+    result = invoke("--store", root, "demo", "--proteins", "400")   # the same pipeline on a fixed subset
     assert result.exit_code == 0, result.output
     assert "2,100 records" in result.output and "BPO" in result.output
     report = Path(result.stdout.strip().splitlines()[-1].removeprefix("report: "))
@@ -24,10 +24,10 @@ def test_demo_then_info(invoke, tmp_path):
         runs = store.sql("SELECT model, n_done FROM runs ORDER BY model").to_pylist()
         assert [r["model"] for r in runs] == ["protiso-mini", "protiso-mini@step0",
                                               "protiso-mini@step100", "protiso-mini@step300"]
-        assert all(r["n_done"] == 2099 for r in runs)
+        assert all(r["n_done"] == 400 for r in runs)
         assert store.scalar("SELECT count(*) FROM metrics WHERE level = 'global'") >= 8
         assert store.scalar("SELECT count(*) FROM pairs WHERE score IS NOT NULL") > 1000
-    again = invoke("--store", root, "demo")  # every step is found done and skipped
+    again = invoke("--store", root, "demo", "--proteins", "400")  # every step is found done and skipped
     assert again.exit_code == 0 and "2,100 records, 0 new;" in again.output
     steps = [line for line in again.stderr.splitlines() if re.match(r"(\S+: )?\S+ (ran|skipped) - ", line)]
     assert steps and all(" skipped" in line for line in steps)

@@ -413,7 +413,7 @@ def test_killed_process_leaves_consistent_store_and_resumes(_sample_store_templa
     assert proc.returncode == -9, proc.stderr
     with open_store(tmp_path / "b") as s:
         run = resolve_run(s, full.run_id)
-        assert run.status == "running" and 0 < run.n_done < full.n_done   # it died mid-run
+        assert run.status == "interrupted" and 0 < run.n_done < full.n_done   # it died mid-run
         # the catalog lists only parts that exist; statuses, parts and statistics agree
         listed = s.sql("SELECT path FROM parts WHERE dataset = ?", [run.dataset]).column("path").to_pylist()
         assert listed and all((s.root / p).exists() for p in listed)

@@ -219,3 +219,174 @@ def test_forced_uniprot_format_rejects_plain_header(store, tmp_path):
 def test_sequence_before_first_header_with_explicit_format(store, tmp_path):
     with pytest.raises(InputError, match=r"x\.fa:2: expected a FASTA header"):
         ingest(store, [_write(tmp_path / "x.fa", "\nMKVL\n>A1\nMK\n")], fmt="fasta")
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 16: SQ lines, the first unknown annotation, truncated gzip flat files
+# ---------------------------------------------------------------------------------------------
+def _first_entry(flat) -> tuple[str, int]:
+    """The sample's first entry (text up to and including '//') and the line of its SQ line."""
+    text = flat.read_text()
+    entry = text[:text.index("\n//\n") + 4]
+    sq_line = next(i for i, line in enumerate(entry.splitlines(), 1) if line.startswith("SQ   "))
+    return entry, sq_line
+
+
+def test_sq_line_checksum_of_a_real_entry():
+    from Bio.SeqUtils.CheckSum import crc64 as biopython_crc64
+
+    from protiso.ingest.checksums import crc64, crc64_many
+    entry, sq_line = _first_entry(sample_files()[2])
+    sq = entry.splitlines()[sq_line - 1]
+    given = sq.split()[-2]                                   # '700B468E4D251994' for P15455
+    seq = "".join(line.replace(" ", "") for line in entry.splitlines()[sq_line:-1])
+    assert f"CRC-{given}" == biopython_crc64(seq) == f"CRC-{crc64(seq):016X}"
+    assert int(crc64_many([seq.encode(), b"", b"M"])[0]) == int(given, 16)
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda e: e.replace("700B468E4D251994 CRC64", "700B468E4D251995 CRC64"),
+     r"x\.dat:{sq}: entry P15455: the SQ line's CRC64 700B468E4D251995 does not match the "
+     r"sequence's \(700B468E4D251994\)"),
+    (lambda e: e.replace("SEQUENCE   472 AA", "SEQUENCE   471 AA"),
+     r"x\.dat:{sq}: entry P15455: the SQ line gives 471 residues but the sequence has 472"),
+    (lambda e: e.replace("MARVSSLLSF", "MARVSSLLSW"),          # a residue changed, SQ line kept
+     r"x\.dat:{sq}: entry P15455: the SQ line's CRC64 700B468E4D251994 does not match"),
+])
+def test_sq_line_disagreeing_with_the_sequence(sample_store, tmp_path, damage, message):
+    flat = sample_files()[2]
+    entry, sq_line = _first_entry(flat)
+    rest = flat.read_text()[len(entry):]
+    bad = _write(tmp_path / "x.dat", damage(entry) + rest)
+    before = _snapshot(sample_store)
+    with pytest.raises(InputError, match=message.format(sq=sq_line)):
+        ingest(sample_store, [bad])
+    assert _snapshot(sample_store) == before
+
+
+def test_bad_sq_line_is_reported_before_a_later_error(store, tmp_path):
+    flat = sample_files()[2]
+    entry, sq_line = _first_entry(flat)
+    rest = flat.read_text()[len(entry):]
+    later_bad = rest.replace("\n     M", "\n     1", 1)  # an invalid residue in a later entry
+    path = _write(tmp_path / "x.dat", entry.replace("472 AA;", "470 AA;") + later_bad)
+    with pytest.raises(InputError, match=rf"x\.dat:{sq_line}: entry P15455: the SQ line gives 470"):
+        ingest(store, [path])
+
+
+def test_unknown_annotation_cites_the_first_offending_line(sample_store, tmp_path):
+    known = sample_store.scalar("SELECT min(accession) FROM proteins")
+    rows = ["accession\taspect\tgo_id", "NOPE1\tBPO\tGO:1"] + [f"{known}\tMFO\tGO:{i}" for i in range(10)]
+    rows.append("NOPE2\tCCO\tGO:2")                      # line 13: '13' < '2' as text
+    tsv = _write(tmp_path / "go.tsv", "\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"go\.tsv:2: accession NOPE1 is not in the store \(2 annotation "
+                                         r"rows name unknown accessions") as err:
+        ingest(sample_store, annotations=[tsv])
+    assert err.value.param == "unknown" and "--unknown" not in str(err.value)
+
+
+def test_truncated_gzip_flat_file(sample_store, tmp_path, invoke):
+    data = gzip.compress(sample_files()[2].read_bytes())
+    path = tmp_path / "t.dat.gz"
+    path.write_bytes(data[: len(data) // 2])
+    before = _snapshot(sample_store)
+    with pytest.raises(InputError, match=r"t\.dat\.gz: truncated gzip file after line \d+") as err:
+        ingest(sample_store, [path])
+    assert "\n" not in str(err.value)
+    assert _snapshot(sample_store) == before
+    result = invoke("--store", tmp_path / "cli", "ingest", path)
+    assert result.exit_code == 1 and "Aborted" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "truncated gzip file" in result.stderr
+
+
+def test_library_errors_name_values_not_options(store, tmp_path):
+    with pytest.raises(InputError, match=r"give the format explicitly \(fasta, uniprot or swiss\)") as err:
+        ingest(store, [_write(tmp_path / "x.txt", "hello\n")])
+    assert err.value.param == "format" and "--" not in str(err.value)
+    with pytest.raises(InputError) as err:
+        ingest(store, [_write(tmp_path / "a.fa", GOOD)], unknown="maybe")
+    assert err.value.param == "unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# The block-wise parsers: many blocks, lines and errors far into a file
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Read files in 1 KB blocks, so that small inputs span many blocks."""
+    from protiso.ingest import textio
+    monkeypatch.setattr(textio, "CHUNK_BYTES", 1024)
+
+
+def _many(n: int, bad_at: int | None = None) -> tuple[str, dict]:
+    """n records with 60-column lines; record `bad_at` gets a '1' on its third sequence line."""
+    lines, seqs, line_of = [], {}, {}
+    for i in range(n):
+        seq = "ACDEFGHIKLMNPQRSTVWY"[i % 20] * (50 + 37 * (i % 7))
+        seqs[f"Q{i:05d}"] = seq
+        line_of[f"Q{i:05d}"] = len(lines) + 1
+        lines.append(f">Q{i:05d} protein {i}")
+        body = [seq[j:j + 60] for j in range(0, len(seq), 60)]
+        if i == bad_at:
+            body[2] = "1" + body[2][1:]
+            line_of["bad"] = len(lines) + 3
+        lines.extend(body)
+    return "\n".join(lines) + "\n", {"seqs": seqs, "lines": line_of}
+
+
+def test_many_blocks_round_trip_and_lines(store, tmp_path, small_blocks):
+    from protiso.ingest.fasta import parse_fasta
+    text, info = _many(500)
+    path = _write(tmp_path / "m.fa.gz", text, gz=True)
+    records = list(parse_fasta(path))
+    assert {r.accession: r.sequence for r in records} == info["seqs"]
+    assert {r.accession: r.line for r in records} == {a: info["lines"][a] for a in info["seqs"]}
+    assert ingest(store, [path]).n_new == 500
+
+
+def test_error_far_into_a_file(store, tmp_path, small_blocks):
+    text, info = _many(400, bad_at=321)
+    path = _write(tmp_path / "m.fa", text)
+    with pytest.raises(InputError, match=rf"m\.fa:{info['lines']['bad']}: record Q00321: character '1'"):
+        ingest(store, [path])
+
+
+def test_conflict_across_blocks_names_the_first_line(store, tmp_path, small_blocks):
+    text, info = _many(300)
+    text += ">Q00007 again\nMKV\n"
+    path = _write(tmp_path / "m.fa", text)
+    last = text.count("\n") - 1
+    with pytest.raises(InputError, match=rf"m\.fa:{last}: accession Q00007 appears again with a different "
+                                         rf"sequence \(first at .*m\.fa:{info['lines']['Q00007']}\)"):
+        ingest(store, [path])
+    assert store.scalar("SELECT count(*) FROM proteins") == 0
+
+
+def test_repeated_annotation_rows_are_stored_once(store, tmp_path, small_blocks):
+    text, info = _many(50)
+    ingest(store, [_write(tmp_path / "m.fa", text)])
+    accs = sorted(info["seqs"])
+    rows = [f"{a}\tBPO\tGO:{k:07d}" for a in accs for k in range(3)]
+    sorted_tsv = _write(tmp_path / "a.tsv", "\n".join(rows) + "\n")
+    assert ingest(store, annotations=[sorted_tsv]).n_new_annotations == 150
+    shuffled = rows[::-1] + rows[:40] + [f"{accs[0]}\tMFO\tGO:9"]   # unsorted, repeated, one new
+    result = ingest(store, annotations=[_write(tmp_path / "b.tsv", "\n".join(shuffled) + "\n")])
+    assert (result.n_annotations, result.n_new_annotations) == (191, 1)
+    assert store.scalar("SELECT count(*) FROM annotations") == 151
+    assert store.scalar("SELECT count(*) FROM (SELECT DISTINCT * FROM annotations)") == 151
+
+
+def test_annotation_rows_with_spaces_crlf_and_comments(store, tmp_path):
+    ingest(store, [_write(tmp_path / "a.fa", ">A1\nMKV\n>A2\nMKW\n")])
+    text = "#comment\r\nA1 \tBPO\t GO:1\r\n\r\nA2\tCCO\tGO:2\r\nA2\tCCO\tGO:2\r\n"
+    result = ingest(store, annotations=[_write(tmp_path / "a.tsv", text)])
+    assert (result.n_annotations, result.n_new_annotations) == (3, 2)
+    assert store.sql("SELECT * FROM annotations ORDER BY ALL").to_pylist() == [
+        {"accession": "A1", "namespace": "BPO", "term": "GO:1"},
+        {"accession": "A2", "namespace": "CCO", "term": "GO:2"}]
+
+
+def test_taxon_id_too_large(store, tmp_path):
+    header = ">sp|P1|X_HUMAN Thing OS=Homo sapiens OX=99999999999 PE=1 SV=1\nMKV\n"
+    with pytest.raises(InputError, match=r"x\.fa:1: taxon id 99999999999 is too large"):
+        ingest(store, [_write(tmp_path / "x.fa", header)])

@@ -424,3 +424,29 @@ def test_checksums_without_streaming(tmp_path):
     shutil.copy(a, tmp_path / "b.npz")
     os.utime(tmp_path / "b.npz")
     assert "already read from" in refused("duplicate", [a, tmp_path / "b.npz"])
+
+
+def test_recorded_layer_and_origin(tmp_path):
+    """A layer written by the exporters comes back on Source and batches; each item knows its
+    input path even when small files are coalesced into one batch."""
+    from protiso.interchange import write_h5_batches, write_npz_batches
+    m = vecs(4, dtype=np.float32)
+    h5, npz = tmp_path / "a.h5", tmp_path / "b.npz"
+    assert write_h5_batches(h5, [(ACCS[:2], m[:2]), (ACCS[2:4], m[2:4])], layer=7) == 4
+    assert write_npz_batches(npz, [(ACCS[4:6], m[:2])], n=2, layer=7) == 2
+    with h5py.File(h5, "r") as f:
+        assert f.attrs["layer"] == 7
+    for path in (h5, npz):
+        reader = open_source(path)
+        assert reader.sources[0].layers == [7]
+        assert {b.layer for b in reader.batches()} == {7}
+    c = tmp_path / "c.h5"
+    write_h5(c, ACCS[4:6], m[:2], layer=7)
+    reader = open_source([h5, c])
+    (batch,) = list(reader.batches(batch_rows=100))  # two files, one layer: coalesced
+    assert batch.layer == 7 and [reader.path_of(batch, i) for i in range(6)] == [h5] * 4 + [c] * 2
+    with pytest.raises(InputError, match="batch of 1 ids with 2 vectors"):
+        write_npz_batches(tmp_path / "d.npz", [(ACCS[:1], m[:2])], n=2)
+    with pytest.raises(InputError, match="more ids than vectors"):
+        write_npz_batches(tmp_path / "d.npz", [(ACCS[:1], m[:1])], n=2)
+    assert not (tmp_path / "d.npz").exists()

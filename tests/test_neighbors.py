@@ -229,5 +229,5 @@ def test_clear_errors(sample_vectors):
         build_index(store, "norun", LAYER, "flat", "cosine")
     with pytest.raises(NotFoundError, match="no embeddings for layer 7"):
         build_index(store, RUN, 7, "flat", "cosine")
-    with pytest.raises(InputError, match="-k must be at least 1"):
+    with pytest.raises(InputError, match="k must be at least 1, got 0"):
         neighbors(store, RUN, LAYER, acc[0], k=0)

@@ -12,7 +12,8 @@ from nn_data import LAYER, RUN, add_run_row, composition, write_run
 from protiso.errors import InputError
 from protiso.isotropy.stats import SufficientStats
 from protiso.neighbors import transforms as T
-from protiso.neighbors.index import build_index, read_part_layer, run_parts
+from protiso.neighbors.index import build_index
+from protiso.neighbors.parts import read_part_layer, run_parts
 from protiso.neighbors.search import neighbors
 from protiso.pairs.align import align_many
 

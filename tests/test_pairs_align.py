@@ -187,12 +187,17 @@ def test_unknown_letters_become_x_and_bad_settings_fail():
     assert sc.normalise("acuOz") == "ACXXZ"
     bio = _bio(sc)
     assert align_pair("MKUV", "MKCV", sc).score == bio.score("MKXV", "MKCV")
-    with pytest.raises(InputError, match="NOPE"):
-        Scoring("NOPE")
-    with pytest.raises(InputError, match="mode"):
-        Scoring(mode="semi")
-    with pytest.raises(InputError, match=">= 0"):
-        Scoring(gap_open=-1)
+    # errors name the value and the parameter (the CLI turns it into the option)
+    for kwargs, message, param in ((dict(matrix="NOPE"), "NOPE", "matrix"),
+                                   (dict(mode="semi"), "alignment mode 'semi'", "mode"),
+                                   (dict(gap_open=-1), ">= 0", "gap_open"),
+                                   (dict(gap_extend=-2), "extend -2", "gap_extend")):
+        with pytest.raises(InputError, match=message) as exc:
+            Scoring(**kwargs)
+        assert exc.value.param == param and "--" not in str(exc.value)
+    with pytest.raises(InputError, match="alignment backend 'simd'") as exc:
+        make_backend(Scoring(), "simd")
+    assert exc.value.param == "backend"
     assert Scoring().scale == 2 and Scoring("BLOSUM62", 11, 1).scale == 1
 
 

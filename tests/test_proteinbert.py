@@ -41,8 +41,10 @@ def network(name: str):
 
 
 def adapter(name: str, track: str, **kw) -> pb.ProteinBertAdapter:
+    """The fixture model as an adapter; bucketed by default, as the Keras outputs were made."""
     cfg = META["configs"][name]
     mk = cfg["create_model_kwargs"]
+    kw.setdefault("length_mode", "bucketed")
     return pb.ProteinBertAdapter(DATA / f"{name}.pkl", track=track, start_seq_len=cfg["start_seq_len"],
                                  wide_conv_dilation_rate=mk["wide_conv_dilation_rate"],
                                  activation=mk["activation"], **kw)
@@ -192,10 +194,17 @@ def test_registry_alias(monkeypatch):
     assert {"proteinbert", "proteinbert_local"} <= aliases
     ad = registry.load_model("proteinbert", LoadOptions())
     assert isinstance(ad, pb.ProteinBertAdapter) and ad.track == "global" and ad.dim == 12
-    assert ad.revision.startswith("sha256:") and ad.max_residues == 4094
-    assert ad.describe()["start_seq_len"] == 512
+    # the default: every protein at 512 tokens, longer ones cut by the embed loop
+    assert ad.revision.startswith("sha256:") and ad.revision.endswith(";length=fixed512")
+    assert ad.max_residues == 510 and ad.length_mode == "fixed"
+    assert ad.describe()["start_seq_len"] == 512 and ad.describe()["length_mode"] == "fixed"
     local = registry.load_model("proteinbert_local", LoadOptions())
-    assert local.track == "local" and local.outputs_residues
+    assert local.track == "local" and local.outputs_residues and local.max_residues == 510
+    bucketed = registry.load_model("proteinbert_bucketed", LoadOptions())
+    assert bucketed.max_residues == 4094 and bucketed.revision.endswith(";length=bucketed512-4096")
+    assert bucketed.revision.split(";")[0] == ad.revision.split(";")[0]
+    local_b = registry.load_model("proteinbert_local_bucketed", LoadOptions())
+    assert local_b.track == "local" and local_b.max_residues == 4094
     # an explicit weights option (the CLI's --weights) wins over the environment
     opts = LoadOptions()
     opts.weights = str(DATA / "tiny_b.pkl")      # set as an attribute if LoadOptions lacks the field
@@ -250,7 +259,7 @@ def test_embed_run_matches_keras(store):
     g = adapter(name, "global")
     import hashlib
     sha = hashlib.sha256((DATA / f"{name}.pkl").read_bytes()).hexdigest()[:16]
-    assert g.revision == f"sha256:{sha};start_seq_len=64"     # non-default settings join the run key
+    assert g.revision == f"sha256:{sha};length=bucketed64-4096"   # the length mode joins the run key
     run = embed(store, model="proteinbert", adapter=g, where=where, dtype="float32")
     got_accs, X = load_embeddings(store, run.run_id)
     assert got_accs == sorted(accs) and X.shape == (5, 12)
@@ -263,3 +272,96 @@ def test_embed_run_matches_keras(store):
         for acc, x in zip(got_accs, X):
             ref = keras_layer(name, acc, "seq", f"seq-merge2-norm-block{k}")[1:1 + len(SEQS[acc])]
             np.testing.assert_allclose(x, ref.mean(axis=0), atol=TOL)
+
+
+# ---- length modes: fixed (the package's usual 512-token use) and bucketed -----------------------
+
+def forward_global(name: str, seqs: list[str], seq_len: int) -> np.ndarray:
+    """The network's last global state for sequences padded to seq_len (checked against Keras
+    at every length in test_network_matches_keras)."""
+    net = network(name)
+    with torch.no_grad():
+        return net(torch.from_numpy(pb.encode(seqs, seq_len)))["global_states"][-1].numpy()
+
+
+def cosine(a, b) -> float:
+    return float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_fixed_mode_matches_keras_at_start_length():
+    """Fixed mode = the package's create_model(seq_len) + encode_X(seqs, seq_len): every protein
+    that fits is exactly the Keras output at that length."""
+    name = "tiny_a"
+    cfg = META["configs"][name]
+    ad = adapter(name, "global", length_mode="fixed")
+    assert ad.max_residues == cfg["start_seq_len"] - 2 == 62
+    assert ad.revision.endswith(";length=fixed64")
+    fits = [a for a, n in cfg["seq_len_by_accession"].items() if n == cfg["start_seq_len"]]
+    assert len(fits) == 3
+    out = ad.embed_batch([SEQS[a] for a in fits], [2])
+    for acc, vecs in zip(fits, out.pooled):
+        np.testing.assert_allclose(vecs[2], keras_layer(name, acc, "global", "global-merge2-norm-block2"),
+                                   atol=TOL, rtol=0)
+    with pytest.raises(InputError, match="max_residues 62"):
+        ad.embed_batch([SEQS["B8E1E3"]], [2])      # 63+ residues: the embed loop cuts it first
+
+
+def test_padding_changes_the_global_vector():
+    """Why the mode matters: global attention does not skip <PAD>, so the same protein gives
+    another vector at another padded length (here, with random weights)."""
+    seq = SEQS["P85877"]
+    v64, v128, v256 = (forward_global("tiny_a", [seq], n)[0] for n in (64, 128, 256))
+    assert cosine(v64, v128) < 0.999 and cosine(v64, v256) < 0.999
+    ad = adapter("tiny_a", "global", length_mode="fixed")
+    np.testing.assert_allclose(ad.embed_batch([seq], [2]).pooled[0][2], v64, atol=1e-5)
+
+
+def test_length_mode_arguments():
+    with pytest.raises(InputError, match="length mode must be one of fixed, bucketed"):
+        adapter("tiny_b", "global", length_mode="auto")
+    with pytest.raises(InputError, match="max_seq_len 100 needs length mode 'bucketed'"):
+        adapter("tiny_b", "global", length_mode="fixed", max_seq_len=100)
+    assert adapter("tiny_b", "global", length_mode="fixed", max_seq_len=32).max_residues == 30
+
+
+def test_modes_through_embed(store):
+    """Fixed mode truncates long proteins to start - 2 residues (recorded per protein), skip drops
+    them as the package's finetune does; bucketed keeps every residue; each is its own run."""
+    from protiso.embedding import embed
+    from protiso.ingest import ingest
+    from protiso.runs import load_embeddings
+
+    ingest(store, [DATA / "sequences.fasta"])
+    name = "tiny_a"
+    accs = META["configs"][name]["accessions"]
+    where = "accession IN ('" + "','".join(accs) + "')"
+    fixed = embed(store, model="proteinbert", adapter=adapter(name, "global", length_mode="fixed"),
+                  where=where, dtype="float32")
+    assert fixed.revision.endswith(";length=fixed64") and fixed.max_length == 62
+    rows = store.sql(f"SELECT accession, status FROM run_proteins WHERE run_id = '{fixed.run_id}'")
+    status = dict(zip(rows.column("accession").to_pylist(), rows.column("status").to_pylist()))
+    long_ones = {a for a in accs if len(SEQS[a]) > 62}
+    assert long_ones == {"B8E1E3", "P26970"}
+    assert status == {a: "truncated" if a in long_ones else "done" for a in accs}
+    got_accs, X = load_embeddings(store, fixed.run_id)
+    ref = forward_global(name, [SEQS[a][:62] for a in got_accs], 64)   # cut, then padded to 64
+    np.testing.assert_allclose(X, ref, atol=1e-5)
+
+    bucketed = embed(store, model="proteinbert", adapter=adapter(name, "global"), where=where, dtype="float32")
+    assert bucketed.run_id != fixed.run_id
+    _, Xb = load_embeddings(store, bucketed.run_id)
+    for acc, x, xb in zip(got_accs, X, Xb):
+        np.testing.assert_allclose(xb, keras_layer(name, acc, "global", "global-merge2-norm-block2"), atol=TOL)
+        if acc in long_ones:
+            assert cosine(x, xb) < 0.999            # the published number depends on the mode
+        else:
+            np.testing.assert_allclose(x, xb, atol=1e-5)
+
+    again = embed(store, model="proteinbert", adapter=adapter(name, "global", length_mode="fixed"),
+                  where=where, dtype="float32")
+    assert again.run_id == fixed.run_id             # same mode: the same run, resumed
+    skipped = embed(store, model="proteinbert", adapter=adapter(name, "global", length_mode="fixed"),
+                    where=where, dtype="float32", long="skip")
+    rows = store.sql(f"SELECT accession, status FROM run_proteins WHERE run_id = '{skipped.run_id}' "
+                     "AND status = 'skipped' ORDER BY accession").column("accession").to_pylist()
+    assert rows == sorted(long_ones)

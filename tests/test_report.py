@@ -210,3 +210,137 @@ def test_cli_report_writes_and_prints_path(reported, tmp_path, invoke):
     assert '"report"' in res.stdout and (tmp_path / "cli-out" / "report.html").exists()
     res = invoke("--store", tmp_path / "nothing-here", "report")
     assert res.exit_code == 1 and "no store" in res.output
+
+
+# ---------------------------------------------------------------------------- what the report compares
+
+def _small_store(root: Path):
+    """The sample with a fake ProtBERT run (32-d, so that small groups have n <= d) and its
+    whole-set and per-length-group isotropy."""
+    from support import fake_run
+
+    from protiso.ingest import ingest
+    from protiso.isotropy.engine import isotropy
+
+    fasta, go, flat = sample_files()
+    with open_store(root, create=True) as s:
+        ingest(s, [fasta, flat], annotations=[go])
+        accs = [a for (a,) in s.con.execute("SELECT accession FROM proteins ORDER BY accession LIMIT 400").fetchall()]
+        X = np.random.default_rng(3).normal(size=(len(accs), 32)) @ np.diag(np.linspace(0.2, 3, 32))
+        fake_run(s, "prot-bert-0badcafe", {30: (accs, X)}, model="prot_bert", model_id="Rostlab/prot_bert",
+                 family="bert", num_layers=30)
+        isotropy(s, "prot_bert")
+        isotropy(s, "prot_bert", group_by="length // 150")
+    return root
+
+
+@needs_browser
+def test_paper_table_sets_published_beside_measured_and_flags_n_le_d(tmp_path):
+    root = _small_store(tmp_path / "store")
+    with open_store(root, read_only=True) as s:
+        path = build_report(s, tmp_path / "out")
+        iso, dims = s.one("SELECT isoscore, effective_dims FROM metrics_latest WHERE group_by = ''")
+        groups = s.con.execute("SELECT group_key, n, d FROM metrics_latest WHERE group_by <> '' AND n >= 10").fetchall()
+    dom = render(path, tmp_path)
+    table = re.search(r'<table id="paper-table-rows">.*?</table>', dom, re.S).group(0)
+    row = re.search(r'<tr data-run="prot-bert-0badcafe">(.*?)</tr>', table, re.S).group(1)
+    assert 'data-published="ProtBERT">0.001658</td>' in row               # published ...
+    assert f'data-field="isoscore">{fmt(iso)}</td>' in row                 # ... beside measured
+    assert f'data-diff="isoscore">{iso - 0.001658:+.6f}</td>' in row       # ... and the difference
+    assert f'data-diff="effective_dims">{dims - 3:+.1f}</td>' in row
+    for key in ("prot_bert_bfd", "prot_xlnet", "proteinbert"):             # the paper's other models
+        assert f'data-published-only="{key}"' in table
+    assert "&mdash;" not in table and "—" not in table
+    flagged = re.findall(r'<tr><td class="t">([^<]*)</td>(?:(?!</tr>).)*data-flag="n-le-d"', dom, re.S)
+    assert sorted(flagged) == sorted(str(k) for k, n, d in groups if n <= d) and flagged
+    assert len(flagged) < len(groups)                                      # and only those
+    assert re.search(rf"{len(flagged)} with n ≤ d \(hatched\)", dom)
+
+
+@needs_browser
+def test_every_figure_fits_its_canvas_and_the_settings_are_stated(reported, tmp_path):
+    root, report = reported
+    dom = render(report, tmp_path)
+    parsed = parse(dom)
+    assert parsed.images and all(img.get("data-clipped") == "" for img in parsed.images), \
+        [(i.get("data-figure"), i.get("data-clipped")) for i in parsed.images if i.get("data-clipped")]
+    settings = re.search(r'<div id="settings">(.*?)</div>', dom, re.S).group(1)
+    with open_store(root, read_only=True) as s:
+        for run_id, max_length, truncated, done in s.con.execute(
+                "SELECT run_id, max_length, n_truncated, n_done FROM runs").fetchall():
+            line = re.search(rf'data-settings-run="{re.escape(run_id)}">(.*?)</span></li>', settings, re.S).group(1)
+            assert f"at most {max_length} residues per protein" in line
+            assert f"{truncated} truncated of {done} proteins" in line and truncated > 0
+        # GO panel: pairs per bin shown, summing to the pairs with GO terms on both sides
+        for pair_set, run_id in s.con.execute("SELECT DISTINCT pair_set, run_id FROM pair_correlations").fetchall():
+            n = s.scalar("SELECT count(*) FROM pair_metrics WHERE pair_set = ? AND run_id = ? "
+                         "AND go_jaccard IS NOT NULL", [pair_set, run_id])
+            assert f"{run_id} layer" in dom and f"{n:,} pairs with GO terms on both sides" in dom
+    with open_store(root, read_only=True) as s:
+        demo = build_report(s, tmp_path / "demo", settings={"models": ["protiso-mini"], "max_length": 64})
+    assert "Run with: models = protiso-mini; max_length = 64" in demo.read_text()
+
+
+def _axes_of(monkeypatch, draw):
+    """The axes a figure function drew (captured before the figure is closed)."""
+    from protiso.report import figures
+
+    seen = {}
+    real = figures.to_data_uri
+
+    def capture(fig):
+        fig.canvas.draw()
+        seen["axes"] = [(ax.get_xticks(), ax.get_ylim(), [t.get_text() for t in ax.get_xticklabels()],
+                         len(ax.containers)) for ax in fig.axes]
+        return real(fig)
+
+    monkeypatch.setattr(figures, "to_data_uri", capture)
+    draw(figures)
+    return seen["axes"]
+
+
+def test_layer_axes_have_integer_ticks(monkeypatch):
+    for layers in ([0, 1], [0, 1, 2, 3, 4], [0, 3, 30]):
+        axes = _axes_of(monkeypatch, lambda f: f.two_panel_lines(
+            [("m", layers, [0.1] * len(layers), [2.0] * len(layers))], "layer", ("IsoScore", "dims")))
+        for ticks, _, _, _ in axes:
+            assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_go_panel_has_full_axes_intervals_and_n(monkeypatch):
+    bins = [{"lo": 0.0, "hi": 0.2, "n_pairs": 300, "cosine": 0.981, "cosine_sd": 0.01, "identity": 0.05,
+             "identity_sd": 0.02},
+            {"lo": 0.2, "hi": 0.4, "n_pairs": 9, "cosine": 0.986, "cosine_sd": 0.02, "identity": 0.13,
+             "identity_sd": 0.05}]
+    axes = _axes_of(monkeypatch, lambda f: f.binned_means(
+        bins, "GO Jaccard", [("cosine", "cosine", (-1.0, 1.0)), ("identity", "identity", (0.0, 1.0))]))
+    (_, ylim_cos, labels, containers), (_, ylim_id, _, _) = axes
+    assert ylim_cos[0] <= -1.0 and ylim_cos[1] >= 1.0        # not zoomed to 0.981-0.986
+    assert ylim_id[0] <= 0.0 and ylim_id[1] >= 1.0
+    assert containers >= 1                                   # error bars (95% intervals of the mean)
+    assert labels == ["0.0–0.2\nn=300", "0.2–0.4\nn=9"]
+
+
+def test_clipping_check_can_fail():
+    from protiso.report import figures
+
+    plt = figures._plt()
+    fig, ax = plt.subplots(figsize=(3, 2))
+    fig.text(0.9, 0.5, "a label running off the right edge of the canvas")
+    assert figures.to_data_uri(fig).clipped
+    long_title = figures.bars(["a", "b"], [1.0, 2.0], "y", "a title " * 40)
+    assert long_title.clipped == ()                          # long titles are wrapped to fit
+
+
+def test_cli_reproduce_writes_the_report_and_tells_each_reason_once(reported, tmp_path, invoke):
+    root, _ = reported
+    copy = tmp_path / "store"
+    shutil.copytree(root, copy)
+    (copy / "report").mkdir(exist_ok=True)
+    res = invoke("--store", copy, "reproduce", "--models", "protiso-mini@step0,prot_xlnet", "--where", WHERE,
+                 "--max-length", "64", "--no-local", "--pair-proteins", "30", "--seed", "7", "--device", "cpu",
+                 "--dtype", "float32")
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("Rostlab/prot_xlnet' is not available") == 1, res.stderr
+    assert f"report: {copy / 'report' / 'report.html'}" in res.stderr
+    assert (copy / "report" / "report.html").exists()

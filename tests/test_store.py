@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from protiso import open_store
-from protiso.errors import NotFoundError, ProtisoError, StoreBusyError
+from protiso.errors import DamagedStoreError, NotFoundError, ProtisoError, StoreBusyError
 from protiso.store import resolve_store_path
 from protiso.store.catalog import _migrations
 
@@ -23,9 +23,12 @@ def test_store_path_resolution(tmp_path, monkeypatch):
     assert resolve_store_path(tmp_path / "arg") == tmp_path / "arg"
 
 
-def test_created_on_first_use_and_migrations_idempotent(tmp_path):
+def test_created_on_request_and_migrations_idempotent(tmp_path):
     root = tmp_path / "s"
-    with open_store(root) as s:
+    with pytest.raises(NotFoundError, match="no store at"):
+        open_store(root)              # only writers that ask for it create a store
+    assert not root.exists()
+    with open_store(root, create=True) as s:
         versions = [v for (v,) in s.con.execute(
             "SELECT version FROM schema_migrations ORDER BY version").fetchall()]
         assert versions == [v for v, _ in _migrations()]
@@ -43,7 +46,7 @@ def test_read_only_open_of_missing_store_fails(tmp_path):
 
 
 def test_read_only_store_rejects_writes(tmp_path):
-    open_store(tmp_path / "s").close()
+    open_store(tmp_path / "s", create=True).close()
     with open_store(tmp_path / "s", read_only=True) as s:
         assert s.scalar("SELECT count(*) FROM organism_summary") == 0
         with pytest.raises(ProtisoError, match="read-only"):
@@ -52,7 +55,7 @@ def test_read_only_store_rejects_writes(tmp_path):
 
 def test_second_writer_gets_clear_busy_error(tmp_path):
     root = tmp_path / "s"
-    open_store(root).close()
+    open_store(root, create=True).close()
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
@@ -63,10 +66,10 @@ def test_second_writer_gets_clear_busy_error(tmp_path):
         """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StoreBusyError, match="in use by another process"):
-            open_store(root)
-        with pytest.raises(StoreBusyError):
-            open_store(root, read_only=True)
+        with pytest.raises(StoreBusyError, match=r"in use by another process \(process \d+ holds its catalog\)"):
+            open_store(root, wait=0.2)
+        with pytest.raises(StoreBusyError, match="gave up after waiting"):
+            open_store(root, read_only=True, wait=0.2)
     finally:
         holder.communicate("done\n", timeout=30)
 
@@ -93,10 +96,11 @@ def test_dataset_names_are_validated(store):
             store.dataset_dir(bad)
 
 
-def test_parts_lists_only_existing_files(store):
+def test_parts_fail_on_a_lost_part(store):
     path = store.write_part("demo/two", pa.table({"a": [1]}))
     path.unlink()
-    assert store.parts("demo/two") == []
+    with pytest.raises(DamagedStoreError, match=r"part-[0-9a-f]+\.parquet \(demo/two\) is missing.*protiso repair"):
+        store.parts("demo/two")
 
 
 def test_clean_orphan_parts_keeps_registered_files(store):

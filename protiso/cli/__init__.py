@@ -11,13 +11,16 @@ from typing import Optional
 import typer
 
 from protiso._version import __version__
+from protiso.cli.group import EPILOG, ProtisoGroup
 
 # Modules under protiso.cli that add commands; each exposes register(app).
-CLI_MODULES = ("foundation", "train", "isotropy", "neighbors", "pairs", "embed", "report")
+CLI_MODULES = ("foundation", "store", "train", "isotropy", "neighbors", "pairs", "embed", "report", "interchange")
 
 app = typer.Typer(
     name="protiso",
     help="Embedding store and query database for the isotropy of protein language models.",
+    epilog=EPILOG,
+    cls=ProtisoGroup,  # one error path (one line, documented exit status) and clean help
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -36,11 +39,15 @@ def _global(
     ctx: typer.Context,
     store: Optional[Path] = typer.Option(
         None, "--store", metavar="DIR", envvar="PROTISO_STORE",
-        help="Store directory (default: $PROTISO_STORE, else ./store). Created on first use."),
+        help="Store directory (default: $PROTISO_STORE, else ./store). Created by ingest and demo."),
+    data: Optional[str] = typer.Option(
+        None, "--data", metavar="URL", envvar="PROTISO_DATA",
+        help="Where a new store keeps its Parquet parts: s3://bucket/prefix, gs://..., any URL pyarrow's "
+             "filesystems open (options as query parameters). Default: data/ beside the catalog."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Show the version and exit."),
 ) -> None:
-    ctx.obj = {"store": store}
+    ctx.obj = {"store": store, "data": data}
 
 
 for _name in CLI_MODULES:

@@ -2,35 +2,104 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import sys
+import os
+import select
+import signal
+import threading
 from typing import Iterator
+
+import duckdb
 
 import pyarrow as pa
 import typer
-from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
-from rich.table import Table
 from rich.text import Text
 
+# The one output layer (protiso/cli/output.py): every command prints or writes through emit.
+from protiso.cli.output import (FORMATS, console, emit, err_console, format_option, json_option, json_text,
+                                output_option, prepare_directory, prepare_output, resolve_format)
 from protiso.errors import ProtisoError
-from protiso.store import Store, open_store
+from protiso.store import CATALOG_NAME, Store, lock, open_store, resolve_store_path
+from protiso.store.catalog import discard_new_store
 
-console = Console()
-err_console = Console(stderr=True)
+try:            # typer >= 0.2x carries its own copy of click
+    from typer._click.globals import get_current_context
+except ImportError:   # pragma: no cover - older typer on click
+    from click import get_current_context
+
+__all__ = ["FORMATS", "choice", "console", "emit", "err_console", "error", "format_option", "handle_errors",
+           "json_option", "open_from_ctx", "output_option", "prepare_directory", "prepare_output",
+           "progress_bar", "resolve_format", "to_json", "warn"]
+
+
+# What a Ctrl-C leaves behind, per command (others: nothing is said beyond "interrupted").
+INTERRUPTED = {
+    "ingest": "nothing was ingested: the store is as it was",
+    "embed": "finished proteins are kept: re-run the same command to resume",
+    "reproduce": "finished steps are kept: re-run the same command to resume",
+    "demo": "finished steps are kept: re-run the same command to resume",
+    "pairs align": "finished chunks are kept: re-run the same command to resume",
+    "pairs distances": "finished chunks are kept: re-run the same command to resume",
+    "correlate": "finished distance chunks are kept: re-run the same command to resume",
+    "train-mini": "re-run the same command to resume from the last checkpoint",
+    "isotropy": "nothing was saved",
+    "sql": "nothing was changed (sql is read-only)",
+    "report": "the previous report, if any, is unchanged",
+}
+
+
+_RUNNING: list[str] = [""]     # the path of the command being run (`pairs align`), set on invoke
+
+
+def _path(ctx) -> str:
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
+
+def interrupted_message() -> str:
+    """The line printed on Ctrl-C for the command being run."""
+    ctx = get_current_context(silent=True)
+    path = _path(ctx) if ctx is not None and ctx.parent is not None else _RUNNING[0]
+    note = INTERRUPTED.get(path)
+    return f"interrupted; {note}" if note else "interrupted"
 
 
 @contextlib.contextmanager
-def open_from_ctx(ctx: typer.Context, read_only: bool = False) -> Iterator[Store]:
-    """Open the store named by the global --store option; ProtisoErrors become exit 1."""
-    with handle_errors():
-        store = open_store((ctx.obj or {}).get("store"), read_only=read_only)
+def open_from_ctx(ctx: typer.Context, read_only: bool = False, create: bool = False, job: bool = False,
+                  check: bool = True) -> Iterator[Store]:
+    """Open the store named by the global --store option; ProtisoErrors become exit 1.
+
+    create: the command writes and may make the store (ingest, import, demo); a store it made
+    whose command fails is removed again, leaving nothing. job: a long command that holds the
+    catalog only while it reads and commits (`Store.job`), so readers are never locked out.
+    check: fail on a store whose listed parts are missing or changed (verify/repair/info don't)."""
+    path = (ctx.obj or {}).get("store")
+    root = resolve_store_path(path)
+    root_existed = root.exists()
+    new = create and not (root / CATALOG_NAME).exists()
+    lock.on_wait = lambda message: err_console.print(message, highlight=False, markup=False, soft_wrap=True)
+    ok = False
     try:
         with handle_errors():
-            yield store
+            store = open_store(path, read_only=read_only, create=create, check=check,
+                               data=None if read_only else (ctx.obj or {}).get("data"))
+        try:
+            with handle_errors():
+                if job:
+                    with store.job():
+                        yield store
+                else:
+                    yield store
+            ok = True
+        finally:
+            store.close()
     finally:
-        store.close()
+        if new and not ok:
+            discard_new_store(root, root_existed)
 
 
 def choice(value: str, choices, option: str) -> str:
@@ -70,50 +139,72 @@ def handle_errors() -> Iterator[None]:
         flag = f" (option --{exc.param.replace('_', '-')})" if getattr(exc, "param", None) else ""
         error(f"{exc}{flag}")
         raise typer.Exit(1)
-    except KeyboardInterrupt:
-        err_console.print("interrupted; finished work is kept, re-run to resume")
+    except (KeyboardInterrupt, duckdb.InterruptException):   # Ctrl-C, also inside a DuckDB query
+        err_console.print(interrupted_message(), highlight=False, markup=False)
         raise typer.Exit(130)
+    except duckdb.Error as exc:   # a damaged catalog, or a DuckDB failure no library call expected
+        text = " ".join(str(exc).split())[:300]
+        error(f"the store catalog is damaged ({text}); restore it from a backup (`protiso verify` "
+              "reads every table)" if _damage_text(exc) else f"DuckDB: {text}")
+        raise typer.Exit(1)
+    except BrokenPipeError:   # stdout's reader went away (`| head`): stop quietly
+        from protiso.cli.output import pipe_closed
+
+        pipe_closed()
+    except (pa.ArrowException, OSError) as exc:
+        where = getattr(exc, "filename", None)
+        error(f"{where + ': ' if where else ''}{' '.join(str(exc).split())[:300]}; if it is a file of the "
+              "store, `protiso verify` checks them all")
+        raise typer.Exit(1)
 
 
-def _jsonable(value):
-    """JSON for what json cannot encode itself: dates, decimals, NumPy scalars, bytes."""
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.hex()
+def _damage_text(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "checksum" in text or "corrupt" in text
+
+
+@contextlib.contextmanager
+def ctrl_c_interrupts_queries() -> Iterator[dict]:
+    """Make Ctrl-C stop a running DuckDB query: DuckDB keeps the main thread while it computes,
+    so Python's own handler cannot run. Python's C-level handler still writes the signal to the
+    wakeup fd (whichever thread receives it); a watcher thread reading it calls `interrupt()` on
+    the connection put in the yielded dict (`state["con"]`), and `state["interrupted"]` tells
+    afterwards whether it happened. Elsewhere than in the main thread it does nothing."""
+    state: dict = {"con": None, "interrupted": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    stop = threading.Event()
+
+    def on_sigint(signum, frame) -> None:
+        state["interrupted"] = True
+
+    def watch() -> None:
+        while not stop.is_set():
+            ready, _, _ = select.select([read_fd], [], [], 0.1)
+            if ready and signal.SIGINT in os.read(read_fd, 64):
+                state["interrupted"] = True
+                con = state.get("con")
+                if con is not None:
+                    with contextlib.suppress(Exception):
+                        con.interrupt()
+    old_handler = signal.signal(signal.SIGINT, on_sigint)
+    old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=watch, name="protiso-sigint", daemon=True)
+    watcher.start()
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
+        yield state
+    finally:
+        stop.set()
+        watcher.join()
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGINT, old_handler)
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def to_json(rows) -> str:
-    """Rows as a JSON array (NaN as null, timestamps as ISO strings)."""
-    return json.dumps(rows, default=_jsonable, indent=2) + "\n"
-
-
-def emit(result, as_json: bool = False, title: str | None = None) -> None:
-    """Print an Arrow table or a list of dicts as JSON (one array of objects) or a rich table."""
-    rows = result.to_pylist() if isinstance(result, pa.Table) else list(result)
-    if as_json:
-        sys.stdout.write(to_json(rows))
-        return
-    columns = result.column_names if isinstance(result, pa.Table) else (list(rows[0]) if rows else [])
-    table = Table(title=title, show_lines=False)
-    for c in columns:
-        table.add_column(str(c))
-    for row in rows:
-        table.add_row(*[_fmt(row.get(c)) for c in columns])
-    console.print(table)
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    text = str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
+    """Rows (or one object) as indented JSON: NaN as null, timestamps as ISO strings."""
+    return json_text(rows, indent=2) + "\n"

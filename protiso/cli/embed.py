@@ -1,15 +1,17 @@
 """Embedding commands: models (the registry), embed (a run), runs (what the store holds)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.progress import ProgressColumn, TaskProgressColumn, TextColumn
 from rich.text import Text
 
-from protiso.cli.core import choice, console, emit, open_from_ctx, progress_bar
+from protiso.cli.core import (choice, console, emit, format_option, json_option, open_from_ctx, output_option,
+                              progress_bar, resolve_format)
 from protiso.models.registry import model_rows
-from protiso.runs.catalog import run_table
+from protiso.runs.catalog import run_short_ids, run_table
 from protiso.embedding import DTYPE_CHOICES, LENGTH_POLICIES, EmbedProgress, embed as embed_run
 
 
@@ -19,16 +21,15 @@ class _ResiduesPerSecond(ProgressColumn):
         return Text("-- res/s" if speed is None else f"{speed:,.0f} res/s")
 
 
-def models(as_json: bool = typer.Option(False, "--json", help="Output JSON.")) -> None:
+def models(fmt: Optional[str] = format_option(), output: Optional[Path] = output_option(),
+           as_json: bool = json_option()) -> None:
     """List the model registry: aliases usable with `embed --model`.
 
     Any Hugging Face id or local save_pretrained directory works too (family detected from its
     config). Without network, a hub model must be in the Hugging Face cache or given as a
     directory. `protiso-mini@step<N>` selects an intermediate checkpoint of the demo model."""
-    rows = model_rows()
-    if not as_json:   # keep the table narrow; --json has the descriptions
-        rows = [{k: v for k, v in r.items() if k != "description"} for r in rows]
-    emit(rows, as_json, title="models")
+    fmt = resolve_format(fmt, as_json, output)
+    emit(model_rows(), fmt, output, title="models", optional=("description", "source"))
 
 
 def embed(
@@ -67,22 +68,44 @@ def embed(
                                           "default: as many as the cluster's GPUs, else CPUs)."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="GPUs per Ray actor "
                                                     "(default: 1 if the cluster has GPUs, else 0)."),
-    task_rows: int = typer.Option(512, "--task-rows", help="Ray: proteins per actor task (one Parquet "
-                                  "part each); raise it on large clusters to keep the driver light."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run as JSON."),
+    task_rows: Optional[int] = typer.Option(None, "--task-rows", help="Ray: proteins per actor task (one "
+                                            "Parquet part each; default: about 4 tasks per worker, at most a "
+                                            "window of 4096)."),
+    connect_timeout: float = typer.Option(60.0, "--connect-timeout", help="Ray: seconds the cluster has to "
+                                          "answer before the command fails."),
+    verbose: bool = typer.Option(False, "--verbose", help="Ray: show Ray's own log lines."),
+    plan_only: bool = typer.Option(False, "--plan-only", help="Walk the plan (what is left to do, pages, "
+                                   "windows, batches, Ray tasks) and print its size, timing and memory; "
+                                   "embed and write nothing."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Embed proteins with a protein language model: mean of the residue vectors per layer.
 
     Re-running the same configuration resumes: embedded proteins are skipped. Ctrl-C keeps
     finished work; a hard crash loses at most the work since the last commit (`--flush-seconds`).
     Results: view `embeddings` (and `embeddings_<run_id>`), table `runs`, `run_proteins`."""
+    fmt = resolve_format(fmt, as_json, output)
     choice(long, LENGTH_POLICIES, "--long")
     choice(dtype, DTYPE_CHOICES, "--dtype")
     choice(engine, ("local", "ray"), "--engine")
     ray_options = {"address": address, "workers": workers, "gpus_per_worker": gpus_per_worker}
-    if engine == "local" and any(v is not None for v in ray_options.values()):
-        raise typer.BadParameter("--address/--workers/--gpus-per-worker need --engine ray",
+    if engine == "local" and (any(v is not None for v in ray_options.values()) or task_rows is not None):
+        raise typer.BadParameter("--address/--workers/--gpus-per-worker/--task-rows need --engine ray",
                                  param_hint="--engine")
+    ray_options.update(task_rows=task_rows, timeout=connect_timeout, verbose=verbose)
+    if plan_only:
+        with open_from_ctx(ctx) as store:
+            plan = embed_run(store, model=model, where=where, layers=layers, device=device, dtype=dtype,
+                             max_tokens=max_tokens, max_length=max_length, long=long, local_stats=local_stats,
+                             store_local=store_local, offline=offline or None, limit=limit, weights=weights,
+                             engine=engine, ray_options=ray_options if engine == "ray" else None, plan_only=True)
+        if fmt != "table" or output is not None:
+            emit([dict(plan.__dict__)], fmt, output)
+        else:
+            console.print(plan.line(), highlight=False)
+        return
     with open_from_ctx(ctx) as store:
         with progress_bar("embed", TaskProgressColumn(), TextColumn("{task.fields[proteins]}"),
                           _ResiduesPerSecond(), eta=True) as bar:
@@ -98,26 +121,57 @@ def embed(
                             local_stats=local_stats, store_local=store_local, progress=report,
                             offline=offline or None, limit=limit, weights=weights, engine=engine,
                             flush_seconds=flush_seconds,
-                            ray_options={**ray_options, "task_rows": task_rows} if engine == "ray" else None)
+                            ray_options=ray_options if engine == "ray" else None)
+        short = run_short_ids(store).get(run.run_id, run.run_id)
     row = {k: getattr(run, k) for k in (
         "run_id", "model", "model_id", "revision", "family", "dim", "layers", "dtype", "parity_cosine",
         "device", "length_policy", "max_length", "status", "n_done", "n_truncated", "n_chunked",
         "n_skipped", "n_failed", "n_residues", "seconds", "residues_per_s")}
-    if as_json:
-        emit([row], True)
+    if fmt != "table" or output is not None:
+        emit([{"id": short, **row}], fmt, output)
         return
     rate = f", {run.residues_per_s:,.0f} residues/s" if run.residues_per_s else ""
-    console.print(f"run [bold]{run.run_id}[/] ({run.model}, {run.family}, dim {run.dim}, layers "
+    console.print(f"run [bold]{short}[/] = {run.run_id} ({run.model}, {run.family}, dim {run.dim}, layers "
                   f"{run.layers}, {run.dtype} on {run.device}): {run.n_done:,} proteins embedded"
                   f" ({run.n_truncated} truncated, {run.n_chunked} chunked), {run.n_skipped} skipped, "
                   f"{run.n_failed} failed{rate}. Query the view embeddings_{run.run_id.replace('-', '_')}.",
                   highlight=False)
 
 
-def runs(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Output JSON.")) -> None:
-    """List the store's embedding runs with their counts and provenance."""
+def compact_layers(layers) -> str:
+    """Layer indices as a reader scans them: 0-4, or 0,3,4."""
+    layers = sorted(int(x) for x in (layers or []))
+    if len(layers) >= 3 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    return ",".join(map(str, layers))
+
+
+RUN_OPTIONAL = ("res/s", "failed", "long", "run_id")   # left out first when the terminal is narrow
+
+
+def run_rows(store, full: bool = False) -> list[dict]:
+    """The store's runs as rows led by the short id: every column of view run_summary (`full`),
+    or the columns a terminal table shows (for `runs` and `info`)."""
+    short = run_short_ids(store)
+    rows = run_table(store).to_pylist()
+    if full:
+        return [{"id": short.get(r["run_id"], r["run_id"]), **r} for r in rows]
+    return [{"id": short.get(r["run_id"], r["run_id"]), "model": r["model"], "layers": compact_layers(r["layers"]),
+             "dim": r["dim"], "dtype": r["dtype"], "proteins": r["n_done"], "status": r["status"],
+             "long": r["length_policy"] + (f" {r['max_length']}" if r["max_length"] else ""),
+             "failed": r["n_failed"], "res/s": r["residues_per_s"], "run_id": r["run_id"]} for r in rows]
+
+
+def runs(ctx: typer.Context, fmt: Optional[str] = format_option(), output: Optional[Path] = output_option(),
+         as_json: bool = json_option()) -> None:
+    """List the store's embedding runs with their counts and provenance.
+
+    `id` is a short run id (like git's abbreviated hashes): every command takes it wherever it
+    takes a run (`--model 1a2b`)."""
+    fmt = resolve_format(fmt, as_json, output)
     with open_from_ctx(ctx, read_only=True) as store:
-        emit(run_table(store, brief=not as_json), as_json, title="runs")
+        rows = run_rows(store, full=fmt != "table" or output is not None)
+    emit(rows, fmt, output, title="runs (id: short run id, usable wherever a run is)", optional=RUN_OPTIONAL)
 
 
 def register(app: typer.Typer) -> None:

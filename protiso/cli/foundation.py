@@ -11,11 +11,13 @@ import pyarrow.parquet as pq
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from protiso.cli.core import console, emit, err_console, handle_errors, open_from_ctx, to_json, warn
+from protiso.cli.core import (console, ctrl_c_interrupts_queries, emit, err_console, handle_errors,
+                              open_from_ctx, to_json, warn)
 from protiso.errors import InputError, QueryError
 from protiso.ingest import ingest as ingest_files
 from protiso.ingest.loader import FORMATS, UNKNOWN_POLICIES
 from protiso.store.info import store_info
+from protiso.store.readonly import check_read_only
 
 SQL_FORMATS = ("table", "csv", "json", "parquet")
 
@@ -44,7 +46,7 @@ def ingest(
     is an error that names the file and line."""
     _choice(fmt, FORMATS, "--format")
     _choice(unknown, UNKNOWN_POLICIES, "--unknown")
-    with open_from_ctx(ctx) as store:
+    with open_from_ctx(ctx, create=True) as store:
         with Progress(TextColumn("ingest"), BarColumn(bar_width=None), TextColumn("{task.completed:,} records"),
                       TimeElapsedColumn(), console=err_console, transient=True,
                       disable=not err_console.is_terminal) as bar:
@@ -66,7 +68,9 @@ def sql(
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Write to this file (required for parquet)."),
 ) -> None:
-    """Run ad-hoc SQL on the store (read-only), e.g. `protiso sql "SELECT * FROM organism_summary"`."""
+    """Run ad-hoc SQL on the store, read-only: one SELECT/WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN or
+    read-only PRAGMA, e.g. `protiso sql "SELECT * FROM organism_summary"`. Statements that write
+    files, attach databases, change settings or load extensions are refused. Ctrl-C stops it."""
     _choice(fmt, SQL_FORMATS, "--format")
     with handle_errors():
         if (query is None) == (file is None):
@@ -77,14 +81,38 @@ def sql(
             query = file.read_text()
         if fmt == "parquet" and output is None:
             raise QueryError("--format parquet needs --output FILE")
-    with open_from_ctx(ctx, read_only=True) as store:
-        try:
-            table = store.con.sql(query).to_arrow_table()
-        except duckdb.Error as exc:
-            raise QueryError(f"query failed: {str(exc).strip()}") from exc
-        except AttributeError:  # statement without a result (e.g. SET)
-            raise QueryError("the statement returned no result set")
-        _write_result(table, fmt, output)
+    with ctrl_c_interrupts_queries() as interrupt:
+        with open_from_ctx(ctx, read_only=True) as store:
+            if output is not None and _inside(output, store.root):
+                raise QueryError(f"{output} is inside the store {store.root}; write query results elsewhere")
+            statements = check_read_only(store.con, query)
+            if len(statements) > 1:
+                raise QueryError(f"give one statement, not {len(statements)}")
+            interrupt["con"] = store.con
+            try:
+                table = store.sql(statements[0])
+            except duckdb.InterruptException:
+                _interrupted()
+            except duckdb.Error as exc:
+                raise QueryError(f"query failed: {' '.join(str(exc).split())}") from exc
+            finally:
+                interrupt["con"] = None
+            if interrupt["interrupted"]:
+                _interrupted()
+            _write_result(table, fmt, output)
+
+
+def _interrupted() -> None:
+    err_console.print("interrupted: the query was stopped; the store is unchanged", highlight=False)
+    raise typer.Exit(130)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.expanduser().resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def _write_result(table, fmt: str, output: Optional[Path]) -> None:
@@ -107,8 +135,9 @@ def _write_result(table, fmt: str, output: Optional[Path]) -> None:
 
 
 def info(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Tables with row counts, embedding runs and the store's size on disk."""
-    with open_from_ctx(ctx) as store:
+    """Tables with row counts, embedding runs and the store's size on disk; damaged parts (missing
+    or changed files) are listed too (see `protiso verify`)."""
+    with open_from_ctx(ctx, read_only=True, check=False) as store:
         summary = store_info(store)
     if as_json:
         emit([summary], as_json=True)
@@ -118,9 +147,15 @@ def info(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=
     emit(summary["tables"], title="tables")
     if summary["runs"]:
         emit(summary["runs"], title="embedding runs")
+    for problem in summary["damaged"]:
+        warn(f"{problem['path']} ({problem['dataset']}): {problem['problem']}; run `protiso repair`")
 
 
-def demo(ctx: typer.Context) -> None:
+def demo(ctx: typer.Context,
+         proteins: Optional[int] = typer.Option(
+             None, "--proteins", min=300, metavar="N",
+             help="Analyse a fixed subset of N of the sample's proteins (a quicker look); default all."),
+         ) -> None:
     """Run the whole pipeline on the bundled Swiss-Prot sample (2,000 proteins with GO terms and
     100 flat-file entries) and write the report: ingest, embed with the bundled protiso-mini
     (all layers, per-residue statistics) and its training checkpoints, global/local/per-group
@@ -136,8 +171,8 @@ def demo(ctx: typer.Context) -> None:
         for title, table in sample_overview(store).items():
             emit(table, title=title)
 
-    with open_from_ctx(ctx) as store, pipeline_callbacks() as callbacks:
-        result = run_demo(store, on_ingest=on_ingest, **callbacks)
+    with open_from_ctx(ctx, create=True) as store, pipeline_callbacks() as callbacks:
+        result = run_demo(store, proteins=proteins, on_ingest=on_ingest, **callbacks)
         emit(result.isotropy, title="isotropy (last layer)")
         console.print(f"store: {store.root}", highlight=False)
     console.print(f"report: {result.report}", highlight=False, markup=False)

@@ -2,48 +2,144 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from protiso.cli.core import console, emit, err_console, open_from_ctx, progress_bar
+from protiso.cli.core import (choice, console, emit, format_option, json_option, open_from_ctx, output_option,
+                              progress_bar, resolve_format, warn)
 from protiso.isotropy.engine import isotropy as run_isotropy
 from protiso.isotropy.metrics import DEFAULT_ZETA
+from protiso.runs.catalog import run_short_ids
 
 LEVELS = ("global", "local")
+MODEL_HELP = ("Model alias, run id or short run id (the `id` column of `protiso runs`). Default: the "
+              "store's only run, else the latest run of the default model (protiso-mini).")
+
+
+def natural_key(key):
+    """Sort key for group values (text): numbers by value, text with embedded numbers naturally
+    (step2 before step10), NULL last."""
+    if key is None:
+        return (2, 0.0, [])
+    try:
+        return (0, float(key), [])
+    except ValueError:
+        return (1, 0.0, [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", key)])
+
+
+def select_groups(rows: list[dict], min_n: int, top: int | None) -> tuple[list[dict], str | None]:
+    """The grouped rows to show, in natural order of their keys: groups of at least `min_n`
+    proteins, the `top` largest of them if given; and a note on what was left out."""
+    kept = [r for r in rows if r["n"] >= min_n]
+    small = len(rows) - len(kept)
+    if top is not None and len(kept) > top:
+        kept = sorted(kept, key=lambda r: (-r["n"], natural_key(r["group_key"])))[:top]
+    kept.sort(key=lambda r: (r["layer"], natural_key(r["group_key"])))
+    notes = []
+    if small:
+        notes.append(f"{small} group{'s' if small != 1 else ''} with fewer than {min_n} proteins "
+                     "(--min-n 1 shows every group)")
+    hidden_top = len([r for r in rows if r["n"] >= min_n]) - len(kept)
+    if hidden_top:
+        notes.append(f"{hidden_top} smaller group{'s' if hidden_top != 1 else ''} beyond --top {top}")
+    note = None
+    if notes:
+        note = ("not shown: " + "; ".join(notes) + ". Every group is stored in table metrics "
+                "(view metrics_latest).")
+    return kept, note
 
 
 def _fmt_ci(lo, hi) -> str:
-    return "" if lo is None or hi is None else f"{lo:.4g} – {hi:.4g}"
+    return "" if lo is None or hi is None else f"{lo:.4g}–{hi:.4g}"
+
+
+def _bad(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def table_rows(rows: list[dict], short: dict, bootstrap: int, ci: float) -> tuple[list[dict], str]:
+    """What the terminal table shows, and its title: run, model and layer move to the title when
+    every row shares them."""
+    runs = {r["run_id"] for r in rows}
+    layers = {r["layer"] for r in rows}
+    grouped = any(r["group_by"] for r in rows) or any(r["level"] == "local" for r in rows)
+    out = []
+    for r in rows:
+        row = {}
+        if len(runs) > 1:
+            row["run"] = short.get(r["run_id"], r["run_id"])
+            row["model"] = r["model"]
+        if len(layers) > 1:
+            row["layer"] = r["layer"]
+        if grouped:
+            if r["level"] == "local":
+                row["residue"] = r["group_key"] if r["group_key"] is not None else "(all)"
+            else:
+                row["group"] = "NULL" if r["group_key"] is None else r["group_key"]
+        row.update({"n": r["n"], "d": r["d"], "IsoScore": r["isoscore"], "IsoScore*": r["isoscore_star"],
+                    "eff. dims": r["effective_dims"], "avg cos": r["avg_cosine"]})
+        if bootstrap:
+            row[f"IsoScore {ci:.0%} CI"] = _fmt_ci(r["isoscore_lo"], r["isoscore_hi"])
+            row[f"avg cos {ci:.0%} CI"] = _fmt_ci(r["avg_cosine_lo"], r["avg_cosine_hi"])
+        row["eff. rank"] = r["effective_rank"]
+        row["top-1 PC"] = r["var_top1"]
+        if any(x["n"] <= x["d"] for x in rows):
+            row["note"] = "n ≤ d" if r["n"] <= r["d"] else ""
+        out.append(row)
+    first = rows[0]
+    title = "isotropy"
+    if len(runs) == 1:
+        title += f" of {first['model'] or first['run_id']} (run {short.get(first['run_id'], first['run_id'])})"
+    if len(layers) == 1:
+        title += f", layer {first['layer']}"
+    title += f", {first['level']}"
+    if first["filter"]:
+        title += f", where {first['filter']}"
+    if first["group_by"] and first["level"] == "global":
+        title += f", by {first['group_by']}"
+    return out, title
 
 
 def isotropy(
     ctx: typer.Context,
-    model: str = typer.Option(..., "--model", "-m", help="Model alias or run id of an embedding run."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     layer: Optional[str] = typer.Option(
         None, "--layer", "-l", help="Hidden-state index, or 'all' (default: the run's last layer)."),
-    level: str = typer.Option("global", "--level", help="'global' (one vector per protein) or "
-                              "'local' (per-residue statistics from `embed --local-stats`, per amino acid)."),
+    level: str = typer.Option("global", "--level", metavar="global|local",
+                              help="'global' (one vector per protein) or 'local' (per-residue "
+                              "statistics from `embed --local-stats`, per amino acid)."),
     where: Optional[str] = typer.Option(
-        None, "--where", help="SQL filter over protein_meta, e.g. \"organism LIKE 'Homo%' AND length < 500\" "
-        "or \"list_contains(terms, 'GO:0005737')\"."),
+        None, "--where", metavar="SQL", help="SQL filter over protein_meta, e.g. \"organism LIKE 'Homo%' "
+        "AND length < 500\" or \"list_contains(terms, 'GO:0005737')\"."),
     group_by: Optional[str] = typer.Option(
-        None, "--group-by", help="SQL expression over protein_meta; one result per value, all groups in "
-        "one pass, e.g. organism, 'length // 100 * 100'."),
+        None, "--group-by", metavar="SQL", help="SQL expression over protein_meta; one result per value, "
+        "all groups in one pass, e.g. organism, 'length // 100 * 100'. Groups are listed in natural "
+        "order (100 before 1000)."),
+    min_n: Optional[int] = typer.Option(None, "--min-n", min=1, metavar="N", help="With --group-by: "
+                                        "show groups of at least N proteins (default: 2 in the table, "
+                                        "1 in the other formats; every group is stored in table metrics)."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, metavar="N",
+                                      help="With --group-by: show only the N largest groups."),
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, help="Bootstrap replicates (resampling "
                                   "proteins, Poisson bootstrap in the same pass) for confidence intervals."),
     ci: float = typer.Option(0.95, "--ci", help="Confidence level of the bootstrap intervals."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
     zeta: float = typer.Option(DEFAULT_ZETA, "--zeta", help="Shrinkage weight of IsoScore* "
                                "(toward the pooled groups' covariance, or the scaled identity)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result rows as JSON."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Isotropy of a run's embeddings in one streaming pass: IsoScore, IsoScore* (shrinkage),
     effective dimensions, exact average pairwise cosine, effective rank, top-PC variance,
     mean share. Results are stored in table `metrics` (views metrics_latest, isotropy_summary,
-    local_isotropy_summary)."""
-    if level not in LEVELS:
-        raise typer.BadParameter(f"{level!r} is not one of {', '.join(LEVELS)}", param_hint="--level")
+    local_isotropy_summary); the table shows 6 significant digits, --format tsv|json every digit
+    and every column."""
+    choice(level, LEVELS, "--level")
+    fmt = resolve_format(fmt, as_json, output)
     with open_from_ctx(ctx) as store:
         with progress_bar() as bar:
             tasks = {}
@@ -55,36 +151,31 @@ def isotropy(
 
             results = run_isotropy(store, model, layer, level, where, group_by, bootstrap, seed, zeta,
                                    ci, progress=progress)
+        short = run_short_ids(store)
     rows = [r.row() for r in results]
+    note = None
+    if group_by and level == "global":
+        rows, note = select_groups(rows, min_n or (2 if fmt == "table" else 1), top)
+    if fmt != "table":
+        for r in rows:
+            r["run"] = short.get(r["run_id"], r["run_id"])
+        emit(rows, fmt, output)
+    elif rows:
+        shown, title = table_rows(rows, short, bootstrap, ci)
+        emit(shown, fmt, output, title=title, optional=("top-1 PC", "eff. rank", "IsoScore*"))
+    else:
+        console.print("no group has enough proteins to show; lower --min-n", highlight=False)
     small = [r for r in rows if r["n"] <= r["d"]]
     if small:
-        err_console.print(
-            f"[yellow]warning:[/] {len(small)} result(s) have n <= d (fewer vectors than dimensions), "
-            f"e.g. n={small[0]['n']}, d={small[0]['d']}: IsoScore is biased toward anisotropy there; "
-            f"compare isoscore_star (shrinkage zeta={zeta}).", highlight=False)
-    if as_json:
-        emit(rows, as_json=True)
-        return
-    grouped = any(r["group_by"] for r in rows)
-    table_rows = []
-    for r in rows:
-        out = {"model": r["model"] or r["run_id"], "layer": r["layer"]}
-        if grouped:
-            out["group"] = "NULL" if r["group_key"] is None and r["group_by"] else (r["group_key"] or "(all)")
-        out.update({"n": r["n"], "d": r["d"], "IsoScore": r["isoscore"], "IsoScore*": r["isoscore_star"],
-                    "eff. dims": r["effective_dims"], "avg cos": r["avg_cosine"],
-                    "eff. rank": r["effective_rank"], "top-1 PC": r["var_top1"]})
-        if bootstrap:
-            out[f"IsoScore {ci:.0%} CI"] = _fmt_ci(r["isoscore_lo"], r["isoscore_hi"])
-            out[f"avg cos {ci:.0%} CI"] = _fmt_ci(r["avg_cosine_lo"], r["avg_cosine_hi"])
-        table_rows.append(out)
-    title = f"isotropy ({level})" + (f" where {where}" if where else "") \
-        + (f" by {group_by}" if group_by else "")
-    emit(table_rows, title=title)
-    if level == "local":
+        warn(f"{len(small)} result(s) have n <= d (fewer vectors than dimensions), e.g. n={small[0]['n']}, "
+             f"d={small[0]['d']}: IsoScore is biased toward anisotropy there; compare IsoScore* "
+             f"(shrinkage zeta={zeta}).")
+    if note:
+        warn(note)
+    if level == "local" and fmt == "table":
         for lay in sorted({r["layer"] for r in rows}):
             dims = [r["effective_dims"] for r in rows if r["layer"] == lay and r["group_by"] == "residue"
-                    and r["effective_dims"] is not None and not math.isnan(r["effective_dims"])]
+                    and not _bad(r["effective_dims"])]
             if dims:
                 console.print(f"layer {lay}: mean effective dimensions across {len(dims)} residue types: "
                               f"{sum(dims) / len(dims):.2f}", highlight=False)

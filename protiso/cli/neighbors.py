@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from protiso.cli.core import choice, console, emit, open_from_ctx, progress_bar, warn
-from protiso.neighbors.index import KINDS, METRICS, build_index, list_indexes
+from protiso.neighbors.index import DEFAULT_KIND, KINDS, METRICS, build_index, list_indexes
 from protiso.neighbors.search import neighbors as find_neighbors
 from protiso.neighbors.search import resolve_run_layer as resolve
 from protiso.neighbors.transforms import TRANSFORMS, create_derived_run, transform_report
@@ -36,27 +36,39 @@ def index_build(
     ctx: typer.Context,
     model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
     layer: Optional[int] = typer.Option(None, "--layer", "-l", help=_LAYER_HELP),
-    kind: str = typer.Option("hnsw", "--kind", help="flat (exact), hnsw (graph, fast) or ivf (inverted lists)."),
+    kind: str = typer.Option(DEFAULT_KIND, "--kind", help="pca-hnsw (HNSW over a PCA projection, exact "
+                             "re-ranking; the default), hnsw (graph over the full vectors), flat (exact), "
+                             "ivf (inverted lists) or ivfpq (inverted lists, product-quantised codes)."),
     metric: str = typer.Option("cosine", "--metric", help="cosine (similarity) or l2 (squared distance)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild from scratch even if up to date."),
-    m: Optional[int] = typer.Option(None, "--M", help="HNSW: links per node (default 32)."),
-    ef_construction: Optional[int] = typer.Option(None, "--ef-construction", help="HNSW: build beam (default 80)."),
-    ef_search: Optional[int] = typer.Option(None, "--ef-search", help="HNSW: default search beam (default 128)."),
-    nlist: Optional[int] = typer.Option(None, "--nlist", help="IVF: lists (default 4 sqrt(n))."),
-    nprobe: Optional[int] = typer.Option(None, "--nprobe", help="IVF: default lists probed (default max(16, nlist/16))."),
+    m: Optional[int] = typer.Option(None, "--M", help="hnsw, pca-hnsw: links per node (default 32)."),
+    ef_construction: Optional[int] = typer.Option(
+        None, "--ef-construction", help="hnsw, pca-hnsw: build beam (default 80, pca-hnsw 40)."),
+    ef_search: Optional[int] = typer.Option(
+        None, "--ef-search", help="hnsw, pca-hnsw: default search beam (default 128, pca-hnsw 96)."),
+    pca: Optional[int] = typer.Option(None, "--pca", help="pca-hnsw: dimensions the graph works in "
+                                      "(default d/4, at least 64)."),
+    k_factor: Optional[int] = typer.Option(None, "--k-factor", help="pca-hnsw: candidates re-ranked "
+                                           "exactly per hit wanted (default 4)."),
+    nlist: Optional[int] = typer.Option(None, "--nlist", help="ivf, ivfpq: lists (default ivf 4 sqrt(n), ivfpq sqrt(n))."),
+    nprobe: Optional[int] = typer.Option(None, "--nprobe", help="ivf, ivfpq: default lists probed "
+                                         "(default max(16, nlist/16))."),
+    pq_m: Optional[int] = typer.Option(None, "--pq-m", help="ivfpq: bytes per vector, a divisor of the "
+                                       "dimension (default: the largest up to d/8)."),
     as_json: bool = typer.Option(False, "--json", help="Print the index record as JSON."),
 ) -> None:
     """Build the FAISS index of a run's layer, or extend it with vectors embedded since.
 
     The index file is kept under STORE/indexes/<run_id>/, its parameters in table nn_indexes
     and its id map in nn_index_ids. Re-running is cheap: an up-to-date index is left alone, a
-    grown run is added incrementally, a run whose parts changed is rebuilt."""
+    grown run is added incrementally, a run whose parts changed is rebuilt. Kinds and their
+    defaults: docs/neighbors.md."""
     choice(kind, KINDS, "--kind")
     choice(metric, METRICS, "--metric")
-    given = {"M": m, "efConstruction": ef_construction, "efSearch": ef_search} if kind == "hnsw" else \
-        {"nlist": nlist, "nprobe": nprobe} if kind == "ivf" else {}
+    given = {"M": m, "efConstruction": ef_construction, "efSearch": ef_search, "pca": pca,
+             "k_factor": k_factor, "nlist": nlist, "nprobe": nprobe, "pq_m": pq_m}
     params = {k: v for k, v in given.items() if v is not None} or None
-    with open_from_ctx(ctx) as store:
+    with open_from_ctx(ctx, job=True) as store:
         run_id, lay = resolve(store, model, layer)
         with _bar() as bar:
             task = bar.add_task(f"index {kind} {run_id} L{lay}", total=None)
@@ -104,8 +116,8 @@ def neighbors(
     metric: Optional[str] = typer.Option(None, "--metric", help="Use the index of this metric."),
     with_alignment: bool = typer.Option(False, "--with-alignment", help="Add global alignment score "
                                         "(PAM250, gaps 10/0.5) and identity of query and hit."),
-    ef_search: Optional[int] = typer.Option(None, "--ef-search", help="HNSW search beam for this query."),
-    nprobe: Optional[int] = typer.Option(None, "--nprobe", help="IVF lists probed for this query."),
+    ef_search: Optional[int] = typer.Option(None, "--ef-search", help="hnsw, pca-hnsw: search beam for this query."),
+    nprobe: Optional[int] = typer.Option(None, "--nprobe", help="ivf, ivfpq: lists probed for this query."),
     include_self: bool = typer.Option(False, "--include-self", help="Keep the query protein itself in the hits."),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
 ) -> None:

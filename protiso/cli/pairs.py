@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
 
-from protiso.cli.core import console, emit, err_console, open_from_ctx, to_json
+from protiso.cli.core import choice, console, emit, open_from_ctx, progress_bar, to_json
 
 pairs_app = typer.Typer(help="Protein pairs: sample a pair set, align it, embedding distances.",
                         no_args_is_help=True)
@@ -19,9 +17,7 @@ pairs_app = typer.Typer(help="Protein pairs: sample a pair set, align it, embedd
 
 @contextlib.contextmanager
 def _bar(label: str):
-    with Progress(TextColumn(label), BarColumn(bar_width=None), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
-                  disable=not err_console.is_terminal) as bar:
+    with progress_bar(label, eta=True) as bar:
         task = bar.add_task(label, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
@@ -35,28 +31,39 @@ def sample(
     proteins: Optional[int] = typer.Option(None, "--proteins", help="Number of proteins to sample."),
     pairs: Optional[int] = typer.Option(None, "--pairs", help="Number of pairs (all-pairs: enough "
                                         "proteins for about this many pairs)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; same store + filter + seed = same set."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the hash-based draw; same store + filter + seed = "
+                      "same set."),
     where: Optional[str] = typer.Option(None, "--where", help="SQL filter over protein_meta, e.g. "
                                         "\"organism LIKE 'Homo%'\"."),
     strategy: str = typer.Option("all-pairs", "--strategy",
                                  help="all-pairs | random-pairs | identity-stratified."),
     bins: int = typer.Option(10, "--bins", help="identity-stratified: identity bins."),
+    pool_factor: int = typer.Option(10, "--pool-factor", help="identity-stratified: random pairs "
+                                    "aligned per pair kept."),
     threads: int = typer.Option(1, "--threads", help="identity-stratified: alignment threads."),
     replace: bool = typer.Option(False, "--replace", help="Replace an existing set of that name."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Sample a reproducible pair set and record its definition (table pair_sets).
 
-    The paper's design: `--fraction 0.01` (all pairs among 1% of the proteins)."""
+    The paper's design: `--fraction 0.01` (all pairs among 1% of the proteins). The pairs are
+    those of the seeded SQL macros, e.g. in `protiso sql`:
+    SELECT * FROM sample_pairs_all(fraction := 0.01, seed := 0)
+    (also sample_pairs_random, sample_pairs_stratified; the set's definition records the
+    statement)."""
     from protiso.pairs.sample import sample_pairs
 
     with open_from_ctx(ctx) as store:
         ps = sample_pairs(store, name, strategy=strategy, fraction=fraction, proteins=proteins,
-                          pairs=pairs, seed=seed, where=where, bins=bins, threads=threads,
-                          replace=replace)
-    emit([{"pair_set": ps.name, "strategy": ps.strategy, "seed": ps.seed,
-           "population": ps.n_population, "proteins": ps.n_proteins, "pairs": ps.n_pairs}],
-         as_json, title="pair set")
+                          pairs=pairs, seed=seed, where=where, bins=bins, pool_factor=pool_factor,
+                          threads=threads, replace=replace)
+    row = {"pair_set": ps.name, "strategy": ps.strategy, "seed": ps.seed, "population": ps.n_population,
+           "proteins": ps.n_proteins, "pairs": ps.n_pairs, "sql": ps.definition["sql"]}
+    if as_json:
+        emit([row], as_json=True)
+        return
+    emit([{k: v for k, v in row.items() if k != "sql"}], title="pair set")
+    console.print(f"the same pairs in SQL: {row['sql']}", highlight=False, soft_wrap=True)
 
 
 @pairs_app.command("align")
@@ -78,6 +85,9 @@ def align(
                                           "(default: $RAY_ADDRESS, else a local cluster)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Ray actors, one CPU each "
                                           "(default: the cluster's CPUs)."),
+    connect_timeout: float = typer.Option(60.0, "--connect-timeout", help="Ray: seconds the cluster has to "
+                                          "answer before the command fails."),
+    verbose: bool = typer.Option(False, "--verbose", help="Ray: show Ray's own log lines."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Align every pair: score, identity, identical pairs, length, gaps (view `pairs`).
@@ -86,19 +96,18 @@ def align(
     identity = identical pairs / alignment columns, on the optimal alignment with the most
     identical pairs, then the fewest columns. Interrupted runs resume where they stopped."""
     from protiso.pairs.align import Scoring
-    from protiso.pairs.jobs import align_pair_set
+    from protiso.pairs.jobs import ENGINES, align_pair_set
 
-    if engine not in ("local", "ray"):
-        raise typer.BadParameter(f"{engine!r} is not one of local, ray", param_hint="--engine")
+    choice(engine, ENGINES, "--engine")
     if engine == "local" and (address is not None or workers is not None):
         raise typer.BadParameter("--address/--workers need --engine ray", param_hint="--engine")
-    with open_from_ctx(ctx) as store:
+    with open_from_ctx(ctx, job=True) as store:
         sc = Scoring(matrix, gap_open, gap_extend, mode)
         with _bar(f"align {name}") as progress:
             res = align_pair_set(store, name, sc, threads=threads or os.cpu_count() or 1,
                                  chunk_size=chunk_size, backend=backend, progress=progress, engine=engine,
-                                 ray_options={"address": address, "workers": workers}
-                                 if engine == "ray" else None)
+                                 ray_options={"address": address, "workers": workers, "timeout": connect_timeout,
+                                              "verbose": verbose} if engine == "ray" else None)
     _job_summary(res, as_json)
 
 
@@ -113,7 +122,7 @@ def distances(
     """Cosine similarity and squared Euclidean distance of every pair's embeddings."""
     from protiso.pairs.distances import distance_pair_set
 
-    with open_from_ctx(ctx) as store:
+    with open_from_ctx(ctx, job=True) as store:
         with _bar(f"distances {name}") as progress:
             res = distance_pair_set(store, name, model, layer, progress=progress)
     _job_summary(res, as_json)
@@ -131,13 +140,12 @@ def _job_summary(res, as_json: bool) -> None:
 @pairs_app.command("list")
 def list_sets(ctx: typer.Context,
               as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """Pair sets with their definitions and finished alignments and distances."""
+    """Pair sets with their definitions and finished alignments and distances
+    (SQL: SELECT * FROM pair_set_summary)."""
+    from protiso.pairs.sample import list_pair_sets
+
     with open_from_ctx(ctx, read_only=True) as store:
-        tab = store.sql(
-            "SELECT s.name, s.strategy, s.seed, s.filter, s.n_proteins, s.n_pairs, "
-            "list(j.kind || ':' || j.key ORDER BY j.kind, j.key) FILTER (WHERE j.status = 'done') "
-            "AS computed, s.created_at FROM pair_sets s LEFT JOIN pair_jobs j ON j.pair_set = s.name "
-            "GROUP BY ALL ORDER BY s.name")
+        tab = list_pair_sets(store)
     emit(tab, as_json, title="pair sets")
 
 
@@ -168,8 +176,12 @@ def correlate(
     """Correlate embedding geometry with sequence and functional similarity over a pair set.
 
     Prints the paper's matrix (cosine, squared Euclidean, alignment score, identity) plus the
-    GO-term Jaccard overlap. Embedding distances are computed first if missing."""
+    GO-term Jaccard overlap. Embedding distances are computed first if missing. The numbers come
+    from SQL: views pair_correlation_matrix, pair_correlation_matrix_spearman (one row per
+    variable; pair_correlations in one row) and macro pair_identity_regimes(bins := 10)."""
     from protiso.pairs import correlate as corr
+
+    choice(method, tuple(corr.METHODS), "--method")
 
     with open_from_ctx(ctx) as store:
         with _bar(f"distances {name}") as progress:

@@ -62,6 +62,37 @@ def chunk_windows(n: int, size: int, overlap: int) -> list[int]:
     return starts
 
 
+N_SPECIAL = 2   # budget slack for special tokens (all supported families add <= 2)
+
+
+def pack(widths, budget: Callable[[], int]):
+    """Greedy batching under a token budget: yield (start, end) ranges of `widths` (padded tokens
+    per piece, special tokens included): a batch takes pieces while max width x pieces <= budget()
+    (at least one piece). `budget` is read at each batch, so it may shrink on the way (OOM). The
+    embedder and the Ray driver (which cuts tasks at these boundaries) share this one rule."""
+    widths = np.asarray(widths, np.int64)
+    n, start = len(widths), 0
+    while start < n:
+        limit = budget()
+        span = widths[start:start + max(1, limit // max(1, int(widths[start]))) + 1]
+        cost = np.maximum.accumulate(span) * np.arange(1, len(span) + 1)
+        over = np.flatnonzero(cost > limit)
+        end = start + (max(1, int(over[0])) if len(over) else len(span))
+        yield start, end
+        start = end
+
+
+def piece_widths(lengths: np.ndarray, chunked: np.ndarray, max_length: int, overlap: int,
+                 n_special: int) -> tuple[np.ndarray, np.ndarray]:
+    """Padded widths of the pieces proteins are embedded in (see `Embedder.process`) and each
+    piece's protein: a chunked protein is len(chunk_windows(...)) pieces of max_length."""
+    lengths = np.asarray(lengths, np.int64)
+    step = max(1, max_length - overlap)
+    k = np.where(chunked & (lengths > max_length), -(-(lengths - max_length) // step) + 1, 1)
+    owner = np.repeat(np.arange(len(lengths)), k)
+    return np.minimum(lengths, max_length)[owner] + n_special, owner
+
+
 def _is_oom(exc: BaseException) -> bool:
     try:
         import torch
@@ -92,7 +123,7 @@ class Embedder:
         self.adapter, self.cfg, self.run_id, self.policy = adapter, cfg, run_id, policy
         self.layers, self.max_length, self.overlap = cfg.layers, cfg.max_length, cfg.overlap
         self.max_tokens = cfg.max_tokens
-        self.n_special = 2   # budget slack for special tokens (all supported families add <= 2)
+        self.n_special = N_SPECIAL
         self.local_stats = local_stats
         self.stats: dict[int, dict[str, SufficientStats]] | None = None
         self.after_batch: Callable[[], None] | None = None
@@ -229,17 +260,9 @@ class Embedder:
             else:
                 pieces.append(Piece(i, 0, seq[:self.max_length]))
                 prot.n_pieces = 1
-        batch: list[Piece] = []
-        width = 0
-        for piece in pieces + [None]:
-            if piece is not None:
-                w = max(width, len(piece.seq) + self.n_special)
-                if not batch or w * (len(batch) + 1) <= self.max_tokens:
-                    batch.append(piece)
-                    width = w
-                    continue
-            if not batch:
-                break
+        widths = [len(p.seq) + self.n_special for p in pieces]
+        for lo, hi in pack(widths, lambda: self.max_tokens):
+            batch = pieces[lo:hi]
             results = self._forward(batch)
             for p, res in zip(batch, results):
                 prot = proteins[p.index]
@@ -256,6 +279,5 @@ class Embedder:
                     self.n_processed += 1
             if self.after_batch:
                 self.after_batch()
-            batch, width = ([piece], len(piece.seq) + self.n_special) if piece is not None else ([], 0)
 
 

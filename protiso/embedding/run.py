@@ -5,6 +5,8 @@ length policy, max length). `embed` resumes the run of its configuration: protei
 embedded are skipped; finished work is committed in parts by the run writer together with the
 per-protein statuses, the run's counters and (with local stats) the per-residue-type statistics.
 A crash loses at most the work since the last flush; Ctrl-C flushes what is finished first.
+The job holds the store's catalog only while it reads its plan and while it commits
+(`Store.job`), so readers can query the store at any moment of the run.
 
 Global embedding = mean of the residue vectors (never special or padding tokens) for each
 requested layer; models with a global output (ProteinBERT) are used as they are.
@@ -18,8 +20,8 @@ import numpy as np
 
 from protiso.embedding.compute import Chunk, EmbedProgress, Embedder, Protein
 from protiso.embedding.config import (DTYPE_CHOICES, ENGINES, LENGTH_POLICIES, choice, resolve_config)
-from protiso.embedding.plan import plan_windows, probe_sequences, select_todo
-from protiso.errors import InputError, ProtisoError
+from protiso.embedding.plan import plan_windows, probe_sequences, select_todo, walk_plan
+from protiso.errors import InputError, ProtisoError, StoreBusyError
 from protiso.models import ModelAdapter, load
 from protiso.models.registry import DEFAULT_MODEL
 from protiso.query import Subset, as_subset
@@ -35,7 +37,7 @@ def embed(store: Store, model: str | None = None, where: str | Subset | None = N
           progress: Callable[[EmbedProgress], None] | None = None, flush_seconds: float = 10.0,
           flush_rows: int | None = None, window: int = 4096, adapter: ModelAdapter | None = None,
           offline: bool | None = None, limit: int | None = None, weights: str | None = None,
-          engine: str = "local", ray_options: dict | None = None) -> Run:
+          engine: str = "local", ray_options: dict | None = None, plan_only: bool = False) -> Run:
     """Embed the proteins matching `where` (all by default) with `model` and return the run.
 
     Resumes the run with the same configuration. layers: 'last' | 'all' | '0,3,-1' | list.
@@ -51,7 +53,9 @@ def embed(store: Store, model: str | None = None, where: str | Subset | None = N
     (default: ~64 MB of buffered vectors), which bounds both memory and the work a crash loses.
     engine: 'local' (this process) or 'ray' (actors on a Ray cluster, see embedding.engines.ray;
     ray_options: address, workers, gpus_per_worker, cpus_per_worker, task_rows). Both select the
-    same proteins and produce the same rows; only this process writes the catalog."""
+    same proteins and produce the same rows; only this process writes the catalog.
+    plan_only: walk the plan (select, read every page, cut windows, batches and Ray tasks)
+    without embedding or writing anything, and return its `plan.PlanReport` instead of the run."""
     store._check_writable()
     model = model or DEFAULT_MODEL
     choice(engine, ENGINES, "engine")
@@ -59,8 +63,18 @@ def embed(store: Store, model: str | None = None, where: str | Subset | None = N
     choice(dtype, DTYPE_CHOICES, "dtype")
     if max_tokens is not None and max_tokens < 1:
         raise InputError(f"token budget must be positive, got {max_tokens}")
+    with store.job():      # the catalog is held only while reading the plan and while committing
+        return _embed(store, model, where, layers, device, dtype, max_tokens, max_length, long, local_stats,
+                      store_local, chunk_overlap, progress, flush_seconds, flush_rows, window, adapter,
+                      offline, limit, weights, engine, ray_options, plan_only)
+
+
+def _embed(store: Store, model: str, where, layers, device: str, dtype: str, max_tokens, max_length, long: str,
+           local_stats: bool, store_local: bool, chunk_overlap, progress, flush_seconds: float, flush_rows,
+           window: int, adapter, offline, limit, weights, engine: str, ray_options, plan_only: bool = False) -> Run:
     subset = as_subset(store, where)
     probe = probe_sequences(store, subset) if dtype == "auto" else []
+    store.release()        # no catalog connection while the model loads
     settings = dict(layers=layers, dtype=dtype, max_tokens=max_tokens, max_length=max_length, long=long,
                     local_stats=local_stats, store_local=store_local, chunk_overlap=chunk_overlap, probe=probe)
     t_load = time.perf_counter()
@@ -80,19 +94,28 @@ def embed(store: Store, model: str | None = None, where: str | Subset | None = N
         flush_rows = max(16, min(20000, (16 << 20) // (cfg.dim * len(cfg.layers) * (4 if store_local else 1))))
 
     key = run_key(cfg.model_id, cfg.revision, cfg.layers, cfg.pooling, cfg.dtype, long, cfg.max_length)
+    if plan_only:
+        return walk_plan(store, store.scalar(Q.run_by_key, {"key": key}) or "", subset, cfg.max_length, cfg.overlap,
+                         cfg.max_tokens, long, local_stats, store_local, limit, window,
+                         workers=ray_engine.workers if ray_engine else None,
+                         task_rows=ray_engine.task_rows if ray_engine else None)
     run = open_run(store, model, cfg, key, long, subset, load_seconds)
     for ds in (run.dataset, local_dataset(run.run_id)):
+        store.parts(ds)                       # a lost or changed part: repair first, or it is never redone
         store.clean_orphan_parts(ds)          # files of a killed job that never got registered
-    n_total, res_total = select_todo(store, run, subset, local_stats, store_local, limit)
+    todo = select_todo(store, run, subset, local_stats, store_local, limit)
     committer = RunWriter(store, run, cfg, local_stats, flush_seconds, flush_rows)
     if local_stats:
         committer.load_stats()
+    store.release()        # from here on the catalog is opened only to commit
+    n_total, res_total = todo.n_total, todo.res_total
     done = {"n": 0, "res": 0, "failed": 0}     # skipped proteins and handed-over chunks
     t0 = time.perf_counter()
     status = "interrupted"
     worker = None
+    busy = False
     try:
-        windows = plan_windows(store, cfg.max_length, long, local_stats, store_local, window)
+        windows = plan_windows(todo, cfg.max_length, long, local_stats, store_local, window)
         if ray_engine is not None:
             def on_chunk(chunk: Chunk | None, skipped: list[tuple]) -> None:
                 if chunk is not None:
@@ -131,18 +154,21 @@ def embed(store: Store, model: str | None = None, where: str | Subset | None = N
                 done["res"] += sum(s[2] for s in skipped)
                 worker.process(prots)
         status = "done"
+    except StoreBusyError:
+        busy = True          # the catalog stayed busy past the lock timeout: nothing more can be committed
+        raise
     finally:
-        # keep what is finished (also on Ctrl-C), then record how the invocation ended
-        seconds = time.perf_counter() - t0
-        if worker is not None:
-            chunk = worker.take()
-            done["res"] += chunk.residues
-            committer.add(chunk)
-        committer.flush(final_status=status)
-        store.execute(Q.drop_todo)
-        store.execute(Q.set_rate, {"run_id": run.run_id,
-                                   "rate": done["res"] / seconds if seconds > 0 and done["res"] else None})
-        store.refresh_views()
+        todo.remove()
+        if not busy:
+            # keep what is finished (also on Ctrl-C), then record how the invocation ended
+            seconds = time.perf_counter() - t0
+            if worker is not None:
+                chunk = worker.take()
+                done["res"] += chunk.residues
+                committer.add(chunk)
+            committer.flush(final_status=status)
+            store.execute(Q.set_rate, {"run_id": run.run_id,
+                                       "rate": done["res"] / seconds if seconds > 0 and done["res"] else None})
     return get_run(store, run.run_id)
 
 

@@ -4,6 +4,8 @@ similarity (information content, Resnik, Lin, best-match average) of annotated p
 `read_obo(path)` gives `GoTables` (go_terms, go_edges, go_ancestors, go_alt_ids);
 `InformationContent.from_tables(...)` and `pair_similarity(...)` compare proteins by their
 GO annotations, the functional yardstick that embedding geometry is checked against.
+In the store: `protiso.go.store` (ingest of an OBO file), `protiso.go.subsets` (--where /
+--group-by over GO terms) and `protiso.go.names` (names wherever a GO id is shown).
 """
 from protiso.go.obo import (
     CLOSURE_RELATIONS,

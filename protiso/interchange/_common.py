@@ -51,6 +51,7 @@ class Batch:
     vectors: np.ndarray | None = None
     matrices: list[np.ndarray] | None = None
     keys: list[str] = field(default_factory=list)
+    origin: list[int] = field(default_factory=list)   # per item: index of its Source (Reader)
 
     @property
     def level(self) -> str:
@@ -106,6 +107,22 @@ def accession(label: str) -> str:
     return s.split(None, 1)[0] if s else ""
 
 
+# The layer a file records (written by protiso export): the HDF5 group's `layer` attribute, the
+# .npz array `layer`; a file without it has no layer information (Source.layers == [None]).
+LAYER_NAME = "layer"
+
+
+def recorded_layer(value) -> int | None:
+    """An integer scalar (or 1-element array) as int; anything else None (not a layer record)."""
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            return None
+        value = value.reshape(-1)[0]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return None
+    return int(value)
+
+
 def widen(a: np.ndarray) -> np.ndarray:
     """float16 -> float32 exactly (every float16 is a float32); float64 rounds to nearest."""
     return a if a.dtype == np.float32 else a.astype(np.float32)
@@ -144,7 +161,8 @@ class SeenIds:
         self._levels: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add(self, ids: list[str], layer: int | None, source: int) -> tuple[int, int] | None:
-        """Record a batch; on a repeat return (index in batch, source index of first sight)."""
+        """Record a batch; on a repeat return (index in batch of the first repeated key, source
+        index of its first sight), and record nothing."""
         n = len(ids)
         if n == 0:
             return None
@@ -155,13 +173,18 @@ class SeenIds:
         order = np.argsort(h, kind="stable")
         hs = h[order]
         rep = np.flatnonzero(hs[1:] == hs[:-1])
-        if rep.size:
-            return int(order[rep[0] + 1]), source
+        if rep.size:  # stable sort: order[rep + 1] is the later one; report the first in batch order
+            return int(order[rep + 1].min()), source
+        found = None
         for keys, srcs in self._levels:
             pos = np.searchsorted(keys, hs).clip(max=len(keys) - 1)
             hit = np.flatnonzero(keys[pos] == hs)
             if hit.size:
-                return int(order[hit[0]]), int(srcs[pos[hit[0]]])
+                j = hit[np.argmin(order[hit])]
+                if found is None or order[j] < found[0]:
+                    found = (int(order[j]), int(srcs[pos[j]]))
+        if found is not None:
+            return found
         self._levels.append((hs, np.full(n, source, dtype=np.int32)))
         while len(self._levels) > 1 and len(self._levels[-2][0]) <= 2 * len(self._levels[-1][0]):
             (k2, s2), (k1, s1) = self._levels.pop(), self._levels.pop()

@@ -5,7 +5,8 @@ embeddings/embedding/vectors/X), the ids are `id_column` (else the only 1-D stri
 entries, or among several the one named ids/id/accessions/accession/labels/names/keys).
 .npy: ids come from `ids=` (a path), else the first of <stem>.ids.txt, <stem>.ids.npy,
 <stem>.txt next to it: text is one id per line (UTF-8, no blank lines), .npy a 1-D string array.
-Ids go through `accession()`. Per-protein only (one row per protein, no layers).
+Ids go through `accession()`. Per-protein only (one row per protein); an integer scalar array
+`layer` in an .npz (written by protiso export) labels the rows with that layer.
 
 Both arrays are streamed row block by row block straight from the file or zip member (stored or
 deflated, as np.savez / np.savez_compressed write them), so memory does not grow with n. Object
@@ -19,8 +20,8 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from protiso.interchange._common import (Batch, Source, accession, check_float_dtype, fail,
-                                         file_size, short, widen)
+from protiso.interchange._common import (LAYER_NAME, Batch, Source, accession, check_float_dtype,
+                                         fail, file_size, recorded_layer, short, widen)
 
 EMBEDDING_NAMES = ("embeddings", "embedding", "vectors", "X", "emb")
 ID_NAMES = ("ids", "id", "accessions", "accession", "labels", "names", "keys")
@@ -83,6 +84,7 @@ class ArrayReader:
                  ids: Path | None = None, **_):
         self.path, self.fmt = path, fmt
         self._zip = None
+        self.layer = None
         if layer is not None:
             fail(path, "NumPy files carry no layer information",
                  "drop the layer option (it selects a layer of ESM .pt or Parquet input)")
@@ -99,7 +101,7 @@ class ArrayReader:
                  "give exactly one id per row, in row order")
         self.dim = d
         self.source = Source(path=path, format=fmt, size_bytes=file_size(path), sha256=None,
-                             level="global", dim=d, dtype=str(self.dtype), layers=[None],
+                             level="global", dim=d, dtype=str(self.dtype), layers=[self.layer],
                              n_items=n, ids_from=self.ids_from)
 
     # -- npz -----------------------------------------------------------------------------------
@@ -137,6 +139,14 @@ class ArrayReader:
                  "save ids as np.array(ids, dtype=str)", key=idk)
         self.key, self.id_key = emb, idk
         self.shape, self.dtype, self.fortran = shape, dtype, fortran
+        lshape, _, ldtype = info.get(LAYER_NAME, (None, None, None))
+        if lshape in ((), (1,)) and ldtype.kind in "iu" and LAYER_NAME not in (emb, idk):
+            try:
+                with self._zip.open(LAYER_NAME + ".npy") as fp:
+                    self.layer = recorded_layer(np.lib.format.read_array(fp, allow_pickle=False))
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                fail(self.path, f"cannot read the layer array ({short(exc)})",
+                     "the file is truncated or corrupt: save it again", key=LAYER_NAME)
         self.n_ids, self.ids_from = ishape[0], f"npz array {idk!r}"
 
     def _pick(self, info: dict, wanted: str | None, what: str, names, ok) -> str:
@@ -248,7 +258,7 @@ class ArrayReader:
             if len(keys) != len(block):
                 fail(self.path, f"{len(keys)} ids for {len(block)} rows in a block",
                      "give exactly one id per row")
-            yield Batch(ids=[accession(k) for k in keys], layer=None, vectors=widen(block).copy()
+            yield Batch(ids=[accession(k) for k in keys], layer=self.layer, vectors=widen(block).copy()
                         if block.dtype == np.float32 else widen(block), keys=keys)
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from protiso.interchange._common import Batch, fail
+from protiso.interchange._common import LAYER_NAME, Batch, fail
 
 
 @contextmanager
@@ -50,81 +50,134 @@ def _count_error(path, ids_left: bool):
          "pass exactly one id per vector")
 
 
-def write_h5(path: Path | str, ids: Iterable[str], vectors) -> int:
+def _rows(path, ids: Iterable[str], vectors) -> Iterator[tuple[str, np.ndarray]]:
+    """(id, vector) pairs from ids and (n, d) blocks / (d,) vectors, counts checked."""
+    it = iter(ids)
+    for block in _blocks(vectors):
+        for row in block:
+            pid = next(it, None)
+            if pid is None:
+                _count_error(path, False)
+            yield pid, row
+    if next(it, None) is not None:
+        _count_error(path, True)
+
+
+def _batch_rows(path, batches) -> Iterator[tuple[str, np.ndarray]]:
+    """(id, vector) pairs from (ids, (n, d) block) batches."""
+    for ids, block in batches:
+        block = next(_blocks(block))
+        if len(ids) != len(block):
+            fail(path, f"batch of {len(ids)} ids with {len(block)} vectors",
+                 "pass exactly one id per vector")
+        yield from zip(ids, block)
+
+
+def write_h5(path: Path | str, ids: Iterable[str], vectors, layer: int | None = None) -> int:
     """UniProt per-protein layout: one float32 dataset (d,) per accession at the root.
 
     vectors: an (n, d) array or an iterable of (d,) vectors or (n, d) blocks, in ids order.
+    layer: recorded as the root's integer attribute `layer` (read back by open_source).
     Returns the number of datasets. Low-level h5py calls (h5d.create + write): ~2x faster than
     create_dataset per dataset; the default (earliest) file format keeps the file readable by
     any HDF5 >= 1.8 and reads back ~25% faster than libver='latest' for 500k datasets."""
+    return _write_h5(Path(path), _rows(path, ids, vectors), layer)
+
+
+def write_h5_batches(path: Path | str, batches: Iterable[tuple[Sequence[str], np.ndarray]],
+                     layer: int | None = None) -> int:
+    """write_h5 from streamed (ids, (n, d) block) batches."""
+    return _write_h5(Path(path), _batch_rows(path, batches), layer)
+
+
+def _write_h5(path: Path, rows: Iterator[tuple[str, np.ndarray]], layer: int | None) -> int:
     import h5py
     from h5py import h5d, h5s, h5t
 
-    path = Path(path)
-    it = iter(ids)
     n = 0
     tid, space, dim = h5t.py_create(np.dtype("<f4")), None, None
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
+            if layer is not None:
+                f.attrs[LAYER_NAME] = np.int64(layer)
             gid = f.id
-            for block in _blocks(vectors):
+            for pid, row in rows:
                 if dim is None:
-                    dim = block.shape[1]
+                    dim = row.shape[0]
                     space = h5s.create_simple((dim,))
-                if block.ndim != 2 or block.shape[1] != dim:
-                    fail(path, f"vector shape {block.shape[1:]} differs from ({dim},)",
+                if row.shape != (dim,):
+                    fail(path, f"vector shape {row.shape} differs from ({dim},)",
                          "export one model and layer per file")
-                for row in block:
-                    pid = next(it, None)
-                    if pid is None:
-                        _count_error(path, False)
-                    if not pid or "/" in pid or pid in (".", ".."):
-                        fail(path, "id cannot be an HDF5 dataset name",
-                             "ids must be non-empty and contain no '/'", protein=pid)
-                    try:
-                        ds = h5d.create(gid, pid.encode("utf-8"), tid, space)
-                    except (ValueError, KeyError, RuntimeError) as exc:
-                        fail(path, f"cannot create dataset ({exc})",
-                             "ids must be unique: export one layer per HDF5 file", protein=pid)
-                    ds.write(h5s.ALL, h5s.ALL, row)
-                    n += 1
-            if next(it, None) is not None:
-                _count_error(path, True)
+                if not pid or "/" in pid or pid in (".", ".."):
+                    fail(path, "id cannot be an HDF5 dataset name",
+                         "ids must be non-empty and contain no '/'", protein=pid)
+                try:
+                    ds = h5d.create(gid, pid.encode("utf-8"), tid, space)
+                except (ValueError, KeyError, RuntimeError) as exc:
+                    fail(path, f"cannot create dataset ({exc})",
+                         "ids must be unique: export one layer per HDF5 file", protein=pid)
+                ds.write(h5s.ALL, h5s.ALL, np.ascontiguousarray(row))
+                n += 1
     return n
 
 
-def write_npz(path: Path | str, ids: Sequence[str], matrix) -> int:
-    """An uncompressed .npz with 'ids' (str, n) and 'embeddings' (float32, n x d).
+def write_npz(path: Path | str, ids: Sequence[str], matrix, layer: int | None = None) -> int:
+    """An uncompressed .npz with 'ids' (str, n) and 'embeddings' (float32, n x d), and 'layer'
+    (an int64 scalar) when `layer` is given.
 
     matrix: an (n, d) array or an iterable of (n_i, d) blocks summing to len(ids) rows; blocks
     are streamed into the zip member, so the matrix never has to be in memory whole."""
-    path = Path(path)
     ids = list(ids)
-    n = len(ids)
-    blocks = _blocks(matrix)
+
+    def batches():
+        start = 0
+        for block in _blocks(matrix):
+            if start + len(block) > len(ids):
+                _count_error(path, False)
+            yield ids[start:start + len(block)], block
+            start += len(block)
+    return write_npz_batches(path, batches(), len(ids), layer=layer)
+
+
+def write_npz_batches(path: Path | str, batches: Iterable[tuple[Sequence[str], np.ndarray]],
+                      n: int, dim: int | None = None, layer: int | None = None) -> int:
+    """write_npz from streamed (ids, (n_i, d) block) batches holding n rows in all: the matrix
+    member is written first (its header needs n), the ids, collected on the way, after it.
+    dim is needed only when there are no batches."""
+    path = Path(path)
+    blocks = ((ids, next(_blocks(b))) for ids, b in batches)
     first = next(blocks, None)
-    dim = 0 if first is None else first.shape[1]
+    if first is not None:
+        dim = first[1].shape[1]
+    if dim is None:
+        raise ValueError("write_npz_batches: no batches and no dim to write an empty matrix")
     blocks = () if first is None else itertools.chain([first], blocks)
+    ids: list[str] = []
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
-            with z.open("ids.npy", "w", force_zip64=True) as fp:
-                np.lib.format.write_array(fp, np.array(ids, dtype=str).reshape(n),
-                                          allow_pickle=False)
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
                       "fortran_order": False, "shape": (n, dim)}
-            rows = 0
             with z.open("embeddings.npy", "w", force_zip64=True) as fp:
                 np.lib.format.write_array_header_1_0(fp, header)
-                for block in blocks:
+                for block_ids, block in blocks:
                     if block.shape[1] != dim:
                         fail(path, f"block of width {block.shape[1]} after width {dim}",
                              "export one model and layer per file")
-                    rows += block.shape[0]
-                    if rows > n:
+                    if len(block_ids) != len(block):
+                        fail(path, f"batch of {len(block_ids)} ids with {len(block)} vectors",
+                             "pass exactly one id per vector")
+                    ids.extend(block_ids)
+                    if len(ids) > n:
                         _count_error(path, False)
                     fp.write(block.astype("<f4", copy=False).data)  # C-contiguous: no copy
-            if rows != n:
+            if len(ids) != n:
                 _count_error(path, True)
+            with z.open("ids.npy", "w", force_zip64=True) as fp:
+                np.lib.format.write_array(fp, np.array(ids, dtype=str).reshape(n),
+                                          allow_pickle=False)
+            if layer is not None:
+                with z.open(LAYER_NAME + ".npy", "w") as fp:
+                    np.lib.format.write_array(fp, np.array(layer, dtype=np.int64))
     return n
 
 

@@ -147,6 +147,7 @@ class Reader:
             for k, (src, r) in enumerate(zip(self.sources, self._readers)):
                 for batch in r.chunks(batch_rows):
                     self._validate(batch, src, k, seen)
+                    batch.origin = [k] * len(batch)
                     yield batch
                 if getattr(r, "digest", None):
                     src.sha256 = r.digest
@@ -198,6 +199,11 @@ class Reader:
                  "each protein may appear once per layer: drop the repeat",
                  protein=batch.ids[i], key=batch.keys[i])
 
+    def path_of(self, batch: Batch, i: int) -> Path:
+        """The input path item i of a batch came from (batches may span inputs)."""
+        k = batch.origin[i] if i < len(batch.origin) else 0
+        return self.sources[k].path
+
     def checksums(self) -> list[str]:
         """sha256 of every source now (a streaming pass over files not hashed yet)."""
         for src, r in zip(self.sources, self._readers):
@@ -225,10 +231,11 @@ def _merge(parts: list[Batch]) -> Batch:
         return parts[0]
     ids = [i for b in parts for i in b.ids]
     keys = [k for b in parts for k in b.keys]
+    origin = [o for b in parts for o in b.origin]
     if parts[0].vectors is not None:
-        return Batch(ids=ids, layer=parts[0].layer, keys=keys,
+        return Batch(ids=ids, layer=parts[0].layer, keys=keys, origin=origin,
                      vectors=np.concatenate([b.vectors for b in parts]))
-    return Batch(ids=ids, layer=parts[0].layer, keys=keys,
+    return Batch(ids=ids, layer=parts[0].layer, keys=keys, origin=origin,
                  matrices=[m for b in parts for m in b.matrices])
 
 
@@ -262,7 +269,7 @@ def _coalesce(stream: Iterator[Batch], batch_rows: int) -> Iterator[Batch]:
 
 def _slice(b: Batch, start: int, stop: int) -> Batch:
     return Batch(ids=b.ids[start:stop], layer=b.layer, vectors=b.vectors[start:stop],
-                 keys=b.keys[start:stop])
+                 keys=b.keys[start:stop], origin=b.origin[start:stop])
 
 
 def open_source(paths: Sequence[Path | str] | Path | str, fmt: str = "auto",

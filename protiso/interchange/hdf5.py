@@ -1,7 +1,8 @@
 """HDF5 embedding files: UniProt per-protein.h5 and ProtTrans / bio_embeddings .h5.
 
 Layout read: one dataset per protein directly under a group (the root, or `key`), shape (d,)
-(per protein) or (L, d) (per residue), float16/32/64. The id is the dataset name, or the
+(per protein) or (L, d) (per residue), float16/32/64; an integer `layer` attribute on the group
+(written by protiso export) labels the batches with that layer. The id is the dataset name, or the
 dataset's `original_id` attribute when the first dataset has one (bio_embeddings names its
 datasets by the MD5 of the sequence and keeps the real id there); either goes through
 `accession()` ('sp|P12345|NAME ...' -> 'P12345'). MD5-looking keys without `original_id` are
@@ -33,8 +34,8 @@ import h5py
 import numpy as np
 from h5py import h5d, h5f, h5p, h5s, h5t
 
-from protiso.interchange._common import (Batch, Source, accession, check_float_dtype, fail,
-                                         file_size, short, widen)
+from protiso.interchange._common import (LAYER_NAME, Batch, Source, accession, check_float_dtype,
+                                         fail, file_size, recorded_layer, short, widen)
 
 _ID_ATTR = "original_id"
 _MD5 = re.compile(r"[0-9a-f]{32}")
@@ -141,8 +142,9 @@ class H5Reader:
         self._use_attr = _attr_id(ds0) is not None
         self._native = ds0.dtype
         self.dim = int(ds0.shape[-1])
+        self.layer = recorded_layer(group.attrs.get(LAYER_NAME))  # protiso export records it
         self.source = Source(path=path, format="h5", size_bytes=file_size(path), sha256=None,
-                             level=found, dim=self.dim, dtype=dtype, layers=[None],
+                             level=found, dim=self.dim, dtype=dtype, layers=[self.layer],
                              n_items=len(group),
                              ids_from=f"{_ID_ATTR} attribute" if self._use_attr else "dataset name")
 
@@ -269,7 +271,7 @@ class H5Reader:
             else:
                 ids = [accession(k) for k in keys]
                 self._no_md5(keys)
-            yield Batch(ids=ids, layer=None, vectors=vectors, keys=keys)
+            yield Batch(ids=ids, layer=self.layer, vectors=vectors, keys=keys)
 
     def _local(self, names: np.ndarray, batch_rows: int) -> Iterator[Batch]:
         ids, keys, mats, rows = [], [], [], 0
@@ -284,10 +286,10 @@ class H5Reader:
                 mats.append(mat)
                 rows += mat.shape[0]
                 if rows >= batch_rows:
-                    yield Batch(ids=ids, layer=None, matrices=mats, keys=keys)
+                    yield Batch(ids=ids, layer=self.layer, matrices=mats, keys=keys)
                     ids, keys, mats, rows = [], [], [], 0
         if ids:
-            yield Batch(ids=ids, layer=None, matrices=mats, keys=keys)
+            yield Batch(ids=ids, layer=self.layer, matrices=mats, keys=keys)
 
     def close(self) -> None:
         f, self._file = getattr(self, "_file", None), None

@@ -1,13 +1,18 @@
 """The isotropy engine: one streaming pass over a run's embeddings, per group, with bootstrap.
 
-Global level: DuckDB streams (embedding, accession) of one layer from the run's Parquet parts
-as Arrow record batches (a --where filter is a semi-join inside that query); each batch
-updates the SufficientStats of its groups. The --group-by key is evaluated over protein_meta
-once, before the pass, into an accession -> key map (a join inside the streaming query made
-DuckDB hash the embeddings side, holding them all in memory). Rows of small groups are
-buffered into larger products. Memory: one batch (16,384 rows), the row buffer (at most
-65,536 rows) and d x d floats per group and bootstrap replicate, plus the key map's short
-strings; never an n x d matrix.
+Global level: the run's one reader (`runs.reader.layer_blocks`) streams float32 blocks of one
+layer straight from the Parquet pages (a --where filter is the subset's accessions); each block
+updates the running sums of its groups (`stats.Accumulator`: centred float32 products summed in
+float64). The --group-by key is evaluated over protein_meta once, before the pass, into an
+accession -> key map. Rows of small groups are buffered into larger products. Memory: one block
+(16,384 rows), the row buffer (at most 65,536 rows) and d x d floats per group and bootstrap
+replicate, plus the key map's short strings; never an n x d matrix.
+
+What bounds a pass (516,371 x 1024 float32, 2 GB, one group, measured on the shared 2-core
+machine): the float32 rank-k products, 139 ms of CPU per 16,384-row block (4.4 s), then centring
+and the sums (1.3 s) and reading the pages (about 1 s). Metrics per group: one eigenvalue-only
+decomposition of the d x d covariance (0.10 s of CPU at d = 1024) serves every spectrum metric;
+groups run in a thread pool.
 
 Local level: the per-residue-type SufficientStats written by `embed --local-stats`
 (`protiso.runs.load_local_stats`), one row per amino acid plus the pooled residues.
@@ -28,6 +33,7 @@ import hashlib
 import math
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -37,14 +43,16 @@ import pyarrow as pa
 
 from protiso._version import __version__
 from protiso.errors import InputError, NotFoundError, ProtisoError, QueryError
-from protiso.isotropy.metrics import DEFAULT_ZETA, IsotropyMetrics, compute_metrics, quick_metrics
-from protiso.isotropy.stats import SufficientStats
+from protiso.isotropy.metrics import DEFAULT_ZETA, IsotropyMetrics, compute_metrics, covariance, quick_metrics
+from protiso.isotropy.stats import Accumulator, SufficientStats
 from protiso.query import Subset, as_subset
-from protiso.runs import load_local_stats, matrix, resolve_layer, resolve_run
-from protiso.runs.reader import count_layer, stream_layer
-from protiso.store import Store
+from protiso.runs import load_local_stats, resolve_layer, resolve_run
+from protiso.runs.reader import count_layer, layer_blocks
+from protiso.store import Store, queries
 
 DEFAULT_BATCH_ROWS = 16384
+PASS_BLAS_THREADS = None   # BLAS threads during a pass (None: one per core)
+Q = queries("isotropy")
 MAX_STATS_BYTES = 4 << 30  # refuse group-by x bootstrap combinations needing more than this
 CI_METRICS = ("isoscore", "effective_dims", "avg_cosine", "isoscore_star")
 LOCAL_POOLED = None  # group_key of the pooled (all residue types) local row
@@ -56,11 +64,7 @@ class TooManyGroupsError(QueryError):
 
 
 def _blas_threads(n: int):
-    """Limit BLAS to n threads inside the block (no-op without threadpoolctl).
-
-    Measured on a busy 2-core machine: with DuckDB decoding Parquet beside it, a pass ran in
-    24 s with 1 BLAS thread and 36 s with 2; products of a few hundred rows (small groups)
-    gain nothing from threads either. So a pass gives BLAS half the cores, small products one."""
+    """Limit BLAS to n threads inside the block (no-op without threadpoolctl)."""
     global _BLAS
     if _BLAS is None:
         try:
@@ -69,6 +73,20 @@ def _blas_threads(n: int):
         except ImportError:
             _BLAS = False
     return _BLAS.limit(limits=n, user_api="blas") if _BLAS else contextlib.nullcontext()
+
+
+def _idle_cores() -> int:
+    """BLAS threads for a pass: the cores other processes leave idle (at least one).
+
+    Measured on the shared 2-core machine (load average about 12): a 16,384 x 1024 float32
+    product took 139 ms of CPU on one thread and 209 ms on two (no faster by the clock), so a
+    busy machine gets one thread; an idle one gets them all."""
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        return cores
+    return max(1, min(cores, round(cores - busy + 1)))
 
 
 _BLAS = None
@@ -107,24 +125,27 @@ def poisson_counts(accessions: Iterable[str], seed: int, replicates: int) -> np.
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class GroupAccumulator:
-    """Per-group SufficientStats (plus bootstrap replicates) updated batch by batch.
+    """Per-group running sums (plus bootstrap replicates) updated block by block.
 
     Rows of a group are buffered until `flush_rows` of them (or `buffer_rows` over all groups)
-    are pending, so that many small groups still get large, efficient matrix products."""
+    are pending, so that many small groups still get large, efficient matrix products. Each
+    group's sums are an `Accumulator` (float32 blocks: centred single-precision products added
+    in float64); `groups` gives their SufficientStats."""
 
     dim: int
     bootstrap: int = 0
     seed: int = 0
     max_bytes: int = MAX_STATS_BYTES
-    flush_rows: int = 1024
+    flush_rows: int = 2048
     buffer_rows: int = 65536
-    groups: dict = field(default_factory=dict)      # key -> SufficientStats
-    replicates: dict = field(default_factory=dict)  # key -> list[SufficientStats]
+    sums: dict = field(default_factory=dict)        # key -> Accumulator
+    rep_sums: dict = field(default_factory=dict)    # key -> list[Accumulator]
     _pending: dict = field(default_factory=dict)    # key -> list of (X, counts)
     _pending_rows: dict = field(default_factory=dict)
 
     def _bytes_per_group(self) -> int:
-        return (self.bootstrap + 1) * 8 * (self.dim * self.dim + 2 * self.dim + 1)
+        # float64 d x d sums, a float32 partial d x d sum, a few d-vectors, per replicate
+        return (self.bootstrap + 1) * (12 * self.dim * self.dim + 8 * (4 * self.dim + 1))
 
     def check_groups(self, n_groups: int) -> None:
         need = n_groups * self._bytes_per_group()
@@ -134,16 +155,28 @@ class GroupAccumulator:
                 f"{need / 2**30:.1f} GiB (limit {self.max_bytes / 2**30:.1f} GiB); use a coarser "
                 "grouping, a narrower filter, or fewer bootstrap replicates")
 
-    def _group(self, key):
-        stats = self.groups.get(key)
-        if stats is None:
-            self.check_groups(len(self.groups) + 1)
-            stats = self.groups[key] = SufficientStats.empty(self.dim)
-            self.replicates[key] = [SufficientStats.empty(self.dim) for _ in range(self.bootstrap)]
-        return stats
+    def _group(self, key) -> Accumulator:
+        acc = self.sums.get(key)
+        if acc is None:
+            self.check_groups(len(self.sums) + 1)
+            acc = self.sums[key] = Accumulator(self.dim)
+            self.rep_sums[key] = [Accumulator(self.dim) for _ in range(self.bootstrap)]
+        return acc
 
-    def add(self, X: np.ndarray, keys: list | None = None, accessions: list[str] | None = None) -> None:
-        """Add rows X (n, d); keys[i] is row i's group (None: one group); accessions for bootstrap."""
+    @property
+    def groups(self) -> dict:
+        """key -> SufficientStats of the rows added so far (after `finish`)."""
+        return {key: acc.stats() for key, acc in self.sums.items()}
+
+    @property
+    def replicates(self) -> dict:
+        """key -> SufficientStats of each bootstrap replicate."""
+        return {key: [r.stats() for r in reps] for key, reps in self.rep_sums.items()}
+
+    def add(self, X: np.ndarray, keys: list | None = None, accessions: list[str] | None = None,
+            consume: bool = False) -> None:
+        """Add rows X (n, d); keys[i] is row i's group (None: one group); accessions for bootstrap.
+        `consume`: X is the caller's to discard (it may be overwritten)."""
         if X.shape[0] == 0:
             return
         counts = None
@@ -152,12 +185,12 @@ class GroupAccumulator:
                 raise ValueError("bootstrap needs the accession of every row")
             counts = poisson_counts(accessions, self.seed, self.bootstrap)
         if keys is None:
-            self._update(None, X, counts)
+            self._update(None, X, counts, consume)
             return
         codes: dict = {}
         idx = np.fromiter((codes.setdefault(k, len(codes)) for k in keys), dtype=np.int64, count=len(keys))
         if len(codes) == 1:
-            self._update(next(iter(codes)), X, counts)
+            self._update(next(iter(codes)), X, counts, consume)
             return
         order = np.argsort(idx, kind="stable")
         bounds = np.flatnonzero(np.diff(idx[order])) + 1
@@ -177,18 +210,16 @@ class GroupAccumulator:
         if chunks:
             X = np.concatenate([c[0] for c in chunks])
             counts = None if chunks[0][1] is None else np.concatenate([c[1] for c in chunks])
-            with _blas_threads(1):  # a few hundred rows: threads cost more than they give
-                self._update(key, X, counts)
+            self._update(key, X, counts, consume=True)   # a copy made here
 
     def finish(self) -> None:
         """Apply all buffered rows (called before reading the statistics)."""
         for key in list(self._pending):
             self._flush(key)
 
-    def _update(self, key, X: np.ndarray, counts: np.ndarray | None) -> None:
-        X = np.asarray(X, dtype=np.float64)
-        self._group(key).update(X)
-        for b, rep in enumerate(self.replicates[key]):
+    def _update(self, key, X: np.ndarray, counts: np.ndarray | None, consume: bool = False) -> None:
+        self._group(key).update(X, consume=consume and not self.bootstrap)
+        for b, rep in enumerate(self.rep_sums[key]):
             rep.update(X, counts[:, b])
 
     def pooled(self) -> SufficientStats:
@@ -210,28 +241,47 @@ def _percentile_ci(values: list[float], level: float) -> tuple[float, float]:
 
 
 def summarize(acc: GroupAccumulator, zeta: float = DEFAULT_ZETA, ci_level: float = 0.95,
-              grouped: bool = False) -> list[tuple[object, IsotropyMetrics, dict]]:
+              grouped: bool = False, workers: int | None = None) -> list[tuple[object, IsotropyMetrics, dict]]:
     """Metrics (and bootstrap intervals) per group: [(key, metrics, {metric: (lo, hi)})].
 
     IsoScore* shrinks toward the pooled covariance of all groups when grouped, else toward
-    the scaled identity."""
+    the scaled identity. Groups are computed in a thread pool (`workers`, default the idle
+    cores; LAPACK releases the GIL), each with one single-threaded eigendecomposition (eigenvalues
+    only) serving all of its spectrum metrics; IsoScore* and the bootstrap replicates need none."""
     acc.finish()
-    pooled = acc.pooled() if grouped else None
+    groups = acc.groups
+    replicates = acc.replicates if acc.bootstrap else {}
+    pooled, pooled_cov = None, None
+    if grouped:
+        pooled = SufficientStats.empty(acc.dim)
+        for stats in groups.values():
+            pooled = pooled + stats
+        pooled_cov = covariance(pooled) if pooled.n >= 2 else None   # once, not per group
     rep_pooled = None
     if grouped and acc.bootstrap:
         rep_pooled = [SufficientStats.empty(acc.dim) for _ in range(acc.bootstrap)]
-        for reps in acc.replicates.values():
+        for reps in replicates.values():
             rep_pooled = [p + r for p, r in zip(rep_pooled, reps)]
-    out = []
-    for key in sorted(acc.groups, key=lambda k: (k is None, str(k))):
-        m = compute_metrics(acc.groups[key], pooled, zeta)
+
+    def one(key):
+        m = compute_metrics(groups[key], pooled, zeta, single=True, reference_cov=pooled_cov)
         ci = {}
         if acc.bootstrap:
             reps = [quick_metrics(r, None if rep_pooled is None else rep_pooled[b], zeta)
-                    for b, r in enumerate(acc.replicates[key])]
+                    for b, r in enumerate(replicates[key])]
             ci = {name: _percentile_ci([r[name] for r in reps], ci_level) for name in CI_METRICS}
-        out.append((key, m, ci))
-    return out
+        return key, m, ci
+
+    keys = sorted(groups, key=lambda k: (k is None, str(k)))
+    workers = min(len(keys), workers or _idle_cores())
+    # LAPACK's threads hardly help at d ~ 1000 (measured: a 1024 x 1024 eigendecomposition took
+    # 0.10 s of CPU on one thread, 0.28 s on two, and was no faster), so each group gets one
+    # thread and the groups share the cores.
+    with _blas_threads(1):
+        if workers <= 1:
+            return [one(k) for k in keys]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(one, keys))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,9 +291,8 @@ def group_keys(store: Store, subset: Subset) -> dict[str, str | None]:
     """accession -> group value as text (NULL -> None) for the proteins of the subset.
 
     Memory O(proteins) in short strings: small next to the d x d statistics per group."""
-    query = f"SELECT accession, CAST(grp AS VARCHAR) AS grp FROM ({subset.groups_sql()})"
     try:
-        table = store.sql(query)
+        table = store.sql(Q.group_keys.replace("$subset", subset.groups_sql()))
     except duckdb.Error as exc:
         raise QueryError(f"evaluating group-by {subset.group_by!r}: {str(exc).splitlines()[0]}") from exc
     return dict(zip(table.column("accession").to_pylist(), table.column("grp").to_pylist()))
@@ -261,10 +310,11 @@ def scan_layer(store: Store, run_id: str, layer: int, dim: int, where: str | Sub
     if subset.group_by:  # fail before the pass, not after hours of it
         keys_of = group_keys(store, subset)
         acc.check_groups(len(set(keys_of.values())))
-    with _blas_threads(max(1, (os.cpu_count() or 2) // 2)):
-        for batch in stream_layer(store, run_id, layer, subset, batch_rows):
-            X = matrix(batch.column("embedding"), dim)
-            accs = batch.column("accession").to_pylist() if (bootstrap or keys_of is not None) else None
+    need_accessions = bool(bootstrap) or keys_of is not None
+    with _blas_threads(PASS_BLAS_THREADS or _idle_cores()):
+        for accessions, X in layer_blocks(store, run_id, layer, subset, batch_rows, need_accessions):
+            n_read = len(X)
+            accs = accessions.to_pylist() if need_accessions else None
             keys = None
             if keys_of is not None:
                 keys = [keys_of.get(a, _NO_PROTEIN) for a in accs]
@@ -273,9 +323,9 @@ def scan_layer(store: Store, run_id: str, layer: int, dim: int, where: str | Sub
                     X = X[keep]
                     keys = [k for k, ok in zip(keys, keep) if ok]
                     accs = [a for a, ok in zip(accs, keep) if ok]
-            acc.add(X, keys, accs if bootstrap else None)
+            acc.add(X, keys, accs if bootstrap else None, consume=True)   # blocks are fresh arrays
             if progress:
-                progress(batch.num_rows)
+                progress(n_read)
     acc.finish()
     return acc
 
@@ -318,17 +368,14 @@ def save_results(store: Store, results: list[IsotropyResult]) -> str:
     if not results:
         return batch_id
     rows = [dict(r.row(), batch_id=batch_id, software_version=__version__) for r in results]
-    columns = [c for (c,) in store.con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'metrics'").fetchall()
-               if c in rows[0]]
+    columns = [c for (c,) in store.execute(Q.metrics_columns).fetchall() if c in rows[0]]
     table = pa.Table.from_pylist([{c: r[c] for c in columns} for r in rows])
     with store.transaction():
-        store.con.register("_protiso_new_metrics", table)
+        store.con.register("isotropy_new_metrics", table)
         try:
-            cols = ", ".join(columns)
-            store.con.execute(f"INSERT INTO metrics ({cols}) SELECT {cols} FROM _protiso_new_metrics")
+            store.execute(Q.insert_metrics)
         finally:
-            store.con.unregister("_protiso_new_metrics")
+            store.con.unregister("isotropy_new_metrics")
     return batch_id
 
 
@@ -408,7 +455,7 @@ def isotropy(store: Store, model: str, layer: int | str | None = None, level: st
                                    count_layer(store, run.run_id, lay, subset)) if progress else None
         acc = scan_layer(store, run.run_id, lay, int(run.dim), subset, None, bootstrap, seed, batch_rows,
                          max_bytes, callback)
-        if not acc.groups:
+        if not acc.sums:
             raise NotFoundError(f"no embeddings of run {run.run_id}, layer {lay} match"
                                 + (f" the filter {where!r}" if where else ""))
         for key, metrics, ci in summarize(acc, zeta, ci_level, grouped=bool(group_by)):

@@ -67,14 +67,18 @@ def covariance(stats: SufficientStats) -> np.ndarray:
     return (cov + cov.T) / 2
 
 
-def eigenvalues(cov: np.ndarray) -> np.ndarray:
+def eigenvalues(cov: np.ndarray, single: bool = False) -> np.ndarray:
     """Eigenvalues of a covariance matrix, descending, rounding noise below zero clipped to 0.
 
-    LAPACK's MRRR driver (eigenvalues only): about 2.5x faster than numpy's eigvalsh at d=1024."""
+    LAPACK's MRRR driver (eigenvalues only): about 2.5x faster than numpy's eigvalsh at d=1024.
+    `single`: decomposed in float32, half the CPU (measured at d = 1024: 55 against 93 ms on one
+    core). LAPACK is backward stable, so every eigenvalue is within ||E||_2 <= c d eps32 ||C||_2
+    of the exact one (Weyl); measured 4e-7 x lambda_max at d = 1024. For vectors stored in
+    float32, as runs are, that is the precision of the data itself."""
     if not np.all(np.isfinite(cov)):
         return np.full(cov.shape[0], np.nan)
-    lam = scipy.linalg.eigh(cov, eigvals_only=True, driver="evr")[::-1]
-    return np.clip(lam, 0.0, None)
+    lam = scipy.linalg.eigh(cov.astype(np.float32) if single else cov, eigvals_only=True, driver="evr")
+    return np.clip(lam[::-1].astype(np.float64), 0.0, None)
 
 
 def isoscore_from_eigenvalues(lam: np.ndarray) -> float:
@@ -111,6 +115,13 @@ def participation_ratio(lam: np.ndarray) -> float:
     lam = np.asarray(lam, dtype=np.float64)
     sq = float(np.sum(lam**2))
     return float(np.sum(lam) ** 2 / sq) if sq > 0 else math.nan
+
+
+def participation_ratio_from_covariance(cov: np.ndarray) -> float:
+    """tr(C)^2 / ||C||_F^2: the participation ratio without the spectrum (sum lambda = tr C,
+    sum lambda^2 = ||C||_F^2)."""
+    fro2 = float(np.sum(cov * cov))
+    return float(np.trace(cov) ** 2 / fro2) if np.isfinite(fro2) and fro2 > 0 else math.nan
 
 
 def effective_rank(lam: np.ndarray) -> float:
@@ -173,21 +184,27 @@ def isoscore_star(stats: SufficientStats, zeta: float = DEFAULT_ZETA,
 
 
 def compute_metrics(stats: SufficientStats, reference: SufficientStats | None = None,
-                    zeta: float = DEFAULT_ZETA) -> IsotropyMetrics:
-    """All metrics of one set. `reference`: the larger population for IsoScore*'s shrinkage."""
+                    zeta: float = DEFAULT_ZETA, single: bool = False,
+                    reference_cov: np.ndarray | None = None) -> IsotropyMetrics:
+    """All metrics of one set. `reference`: the larger population for IsoScore*'s shrinkage
+    (or its covariance, `reference_cov`, when computed once for many sets).
+
+    IsoScore, effective dimensions and the participation ratio come from traces of the
+    covariance (exact in float64, no spectrum); one eigenvalue decomposition (`single`: in
+    float32, see `eigenvalues`) serves the spectrum metrics: effective rank, top-PC variance."""
     d = stats.dim
     cov = covariance(stats)
-    lam = eigenvalues(cov)
-    iso = isoscore_from_eigenvalues(lam)
-    use_ref = reference is not None and reference.n >= 2
-    cov0 = covariance(reference) if use_ref else None
+    lam = eigenvalues(cov, single)
+    iso = isoscore_from_covariance(cov)
+    use_ref = reference_cov is not None or (reference is not None and reference.n >= 2)
+    cov0 = reference_cov if reference_cov is not None else covariance(reference) if use_ref else None
     star = isoscore_from_covariance(shrunk_covariance(cov, zeta, cov0)) if stats.n >= 2 else math.nan
     return IsotropyMetrics(
         n=int(stats.n), d=int(d), isoscore=iso,
         effective_dims=effective_dims_from_isoscore(iso, d),
         avg_cosine=avg_cosine(stats), isoscore_star=star, star_zeta=float(zeta),
         star_target="reference" if use_ref else "identity",
-        participation_ratio=participation_ratio(lam), effective_rank=effective_rank(lam),
+        participation_ratio=participation_ratio_from_covariance(cov), effective_rank=effective_rank(lam),
         var_top1=variance_explained(lam, TOP_K[0]), var_top10=variance_explained(lam, TOP_K[1]),
         mean_share=mean_share(stats))
 

@@ -20,9 +20,21 @@ ProteinBERT does not mask, so outputs depend on the padded length, see below).
 
 Tokens: residues `ACDEFGHIKLMNPQRSTUVWXY` are 0..21, anything else (lower case too) <OTHER>=22,
 <START>=23, <END>=24, <PAD>=25; each sequence is `<START> residues <END>` padded to `seq_len`.
-The package never truncates at inference: a protein that does not fit is padded to the next
-length of 512, 1024, 2048, ... (its `split_dataset_by_len`); protiso does the same per protein,
-so an embedding does not depend on what else is in the batch.
+
+Length modes. The global attention does not skip <PAD>, so one protein's vectors depend on the
+padded length it is run at (issue 17 measured cosine 0.63-0.86 for the same protein between
+lengths with the published weights, and 0.32-0.57 against the fixed 512-token use). Each protein
+is run on its own, so nothing depends on the batch, and the mode is part of the run key:
+
+- `fixed` (default): every protein is padded to exactly 512 tokens; longer ones (over 510
+  residues) are cut by the embed loop's --long policy (truncate, the default: the first 510
+  residues; skip; chunk for the local track). Every protein is embedded under the same
+  conditions. This is the package's usual use: `create_model(512)` with
+  `InputEncoder.encode_X(seqs, 512)` (its README and demo, and `finetune`'s seq_len=512, which
+  drops longer proteins: --long skip does the same).
+- `bucketed`: padded to 512, 1024, 2048 or 4096 tokens, the first that fits (the package's
+  `split_dataset_by_len` / `evaluate_by_len`): no residue is lost, but proteins of different
+  lengths are embedded under different conditions.
 
 Embeddings: global = the global track after the last block (`global-merge2-norm-block6`, 512-d),
 as the isotropy paper used it; local = the local track (`seq-merge2-norm-blockN`, 128-d per
@@ -59,7 +71,9 @@ WEIGHTS_ENV = "PROTISO_PROTEINBERT_WEIGHTS"
 PACKAGE_DEFAULT_PATHS = ("~/proteinbert_models/default.pkl", f"~/proteinbert_models/{PUBLISHED_DUMP}")
 
 DEFAULT_START_SEQ_LEN = 512     # the package's finetune/evaluate_by_len default
-DEFAULT_MAX_SEQ_LEN = 4096      # longest padded length protiso runs (4094 residues)
+DEFAULT_MAX_SEQ_LEN = 4096      # longest padded length of the bucketed mode (4094 residues)
+LENGTH_MODES = ("fixed", "bucketed")
+DEFAULT_LENGTH_MODE = "fixed"   # every protein under the same conditions (see the module docstring)
 
 
 def tokenize(sequence: str) -> np.ndarray:
@@ -442,18 +456,33 @@ class ProteinBertAdapter(ModelAdapter):
     track='global': the global track's output after the last block, one vector per protein
     (`pooled`, the paper's ProteinBERT embedding; only the last layer). track='local': the local
     track's per-residue vectors after each block (`residues`, layers 0..n_blocks; the embed loop
-    mean-pools them). Each protein is padded to its own `bucket_seq_len` (512, 1024, ...), so
-    results do not depend on the batch; longer than max_seq_len - 2 residues is not accepted.
-    A batch is run max_positions padded positions at a time (default 16384 on CPU, 65536 else)."""
+    mean-pools them). length_mode 'fixed': every protein padded to start_seq_len tokens (longer
+    ones are cut by the embed loop: max_residues = start_seq_len - 2); 'bucketed': each protein
+    padded to its own `bucket_seq_len` (start_seq_len, doubled up to max_seq_len). Either way
+    results do not depend on the batch. The mode and non-default settings join the revision
+    (the run key). A batch is run max_positions padded positions at a time (default 16384 on
+    CPU, 65536 else)."""
 
     family = "proteinbert"
 
     def __init__(self, weights: str | os.PathLike, track: str = "global", options: LoadOptions | None = None,
-                 start_seq_len: int = DEFAULT_START_SEQ_LEN, max_seq_len: int = DEFAULT_MAX_SEQ_LEN,
-                 wide_conv_dilation_rate: int = 5, activation: str = "gelu", max_positions: int | None = None):
+                 start_seq_len: int = DEFAULT_START_SEQ_LEN, max_seq_len: int | None = None,
+                 wide_conv_dilation_rate: int = 5, activation: str = "gelu", max_positions: int | None = None,
+                 length_mode: str = DEFAULT_LENGTH_MODE):
         options = options or LoadOptions()
         if track not in ("global", "local"):
             raise InputError(f"ProteinBERT track must be 'global' or 'local', not {track!r}")
+        if length_mode not in LENGTH_MODES:
+            raise InputError(f"ProteinBERT length mode must be one of {', '.join(LENGTH_MODES)}, "
+                             f"not {length_mode!r}")
+        if length_mode == "fixed":
+            if max_seq_len not in (None, start_seq_len):
+                raise InputError(f"ProteinBERT: length mode 'fixed' runs every protein at "
+                                 f"start_seq_len {start_seq_len}; max_seq_len {max_seq_len} needs "
+                                 "length mode 'bucketed'")
+            max_seq_len = start_seq_len
+        elif max_seq_len is None:
+            max_seq_len = DEFAULT_MAX_SEQ_LEN
         if options.dtype != "float32":
             raise InputError(f"ProteinBERT runs in float32 only (asked for {options.dtype})")
         if start_seq_len < 3 or max_seq_len < start_seq_len:
@@ -465,13 +494,16 @@ class ProteinBertAdapter(ModelAdapter):
         cfg = self.network.config
         self.config = cfg
         self.track = track
+        self.length_mode = length_mode
         self.start_seq_len, self.max_seq_len = int(start_seq_len), int(max_seq_len)
         self.model_id = str(path)
-        # settings that change the outputs but are not in the file join the revision (run key)
-        custom = [f"{k}={v}" for k, v in (("start_seq_len", self.start_seq_len),
-                                           ("dilation", wide_conv_dilation_rate), ("activation", activation))
-                  if v != {"start_seq_len": DEFAULT_START_SEQ_LEN, "dilation": 5, "activation": "gelu"}[k]]
-        self.revision = ";".join(["sha256:" + _file_sha256(path)[:16]] + custom)
+        # settings that change the outputs but are not in the file join the revision (run key):
+        # always the length mode with its padded lengths, the others when not the default
+        lengths = (f"length=fixed{self.start_seq_len}" if length_mode == "fixed" else
+                   f"length=bucketed{self.start_seq_len}-{self._largest_bucket()}")
+        custom = [f"{k}={v}" for k, v in (("dilation", wide_conv_dilation_rate), ("activation", activation))
+                  if v != {"dilation": 5, "activation": "gelu"}[k]]
+        self.revision = ";".join(["sha256:" + _file_sha256(path)[:16], lengths] + custom)
         self.dim = cfg.d_hidden_global if track == "global" else cfg.d_hidden_seq
         self.num_layers = cfg.n_blocks
         self.outputs_residues = track == "local"
@@ -480,7 +512,7 @@ class ProteinBertAdapter(ModelAdapter):
         self.dtype = "float32"
         self.max_positions = int(max_positions or (16384 if self.device == "cpu" else 65536))
         self.network.to(torch.device(self.device))
-        self.extra = {"track": track, "start_seq_len": self.start_seq_len,
+        self.extra = {"track": track, "length_mode": length_mode, "start_seq_len": self.start_seq_len,
                       "max_seq_len": self._largest_bucket(), "annotations": "zeros",
                       "config": cfg.to_dict(),
                       "output_layer": ("global-merge2-norm-block{k}" if track == "global"
@@ -538,10 +570,21 @@ def load_proteinbert(spec: ModelSpec, source: str, options: LoadOptions) -> Prot
 
 
 register(ModelSpec("proteinbert", PUBLISHED_URL,
-                   "ProteinBERT (Brandes et al. 2022) global track output, as the isotropy paper; "
-                   "needs the authors' weights file (--weights)", "proteinbert", 512, 6,
-                   loader="protiso.models.proteinbert:load_proteinbert", options={"track": "global"}))
+                   "ProteinBERT (Brandes et al. 2022) global track output, as the isotropy paper; every "
+                   "protein at 512 tokens (longer ones follow --long); needs the authors' weights file "
+                   "(--weights)", "proteinbert", 512, 6,
+                   loader="protiso.models.proteinbert:load_proteinbert",
+                   options={"track": "global", "length_mode": "fixed"}))
 register(ModelSpec("proteinbert_local", PUBLISHED_URL,
-                   "ProteinBERT local track, per residue (mean-pooled globally); same weights file",
+                   "ProteinBERT local track, per residue (mean-pooled globally), 512 tokens; same weights file",
                    "proteinbert", 128, 6, loader="protiso.models.proteinbert:load_proteinbert",
-                   options={"track": "local"}))
+                   options={"track": "local", "length_mode": "fixed"}))
+register(ModelSpec("proteinbert_bucketed", PUBLISHED_URL,
+                   "ProteinBERT global track, each protein padded to 512/1024/2048/4096 tokens, the "
+                   "first that fits (no truncation; lengths embedded under different conditions)",
+                   "proteinbert", 512, 6, loader="protiso.models.proteinbert:load_proteinbert",
+                   options={"track": "global", "length_mode": "bucketed"}))
+register(ModelSpec("proteinbert_local_bucketed", PUBLISHED_URL,
+                   "ProteinBERT local track, padded to 512/1024/2048/4096 tokens; same weights file",
+                   "proteinbert", 128, 6, loader="protiso.models.proteinbert:load_proteinbert",
+                   options={"track": "local", "length_mode": "bucketed"}))

@@ -5,45 +5,43 @@ build parameters and the embedding parts it covers, `nn_index_ids` maps FAISS id
 0..n-1) to accessions. When the run grows (new parts) the index is extended with the new
 vectors; when parts it covered are gone it is stale and must be rebuilt. Files are written
 under a fresh name and swapped in the catalog inside one transaction, so a crash never leaves
-the catalog pointing at a half-written index.
+the catalog pointing at a half-written index. Kinds and their parameters: `kinds.py`.
 
-Metric `cosine` L2-normalises the vectors and uses inner product (score = cosine similarity);
-`l2` uses squared Euclidean distance (score = distance, smaller is nearer).
+Metric `cosine` L2-normalises the vectors (score = cosine similarity); `l2` uses squared
+Euclidean distance (score = distance, smaller is nearer).
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import faiss
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from protiso._version import __version__
-from protiso.errors import InputError, NotFoundError, ProtisoError
-from protiso.runs import embeddings_dataset, matrix
-from protiso.store import Store
+from protiso.errors import DamagedStoreError, InputError, NotFoundError, ProtisoError
+from protiso.neighbors.kinds import (DEFAULT_KIND, KINDS, METRICS, check_kind_metric, new_index,
+                                     reconstruct, resolve_params, training_size)
+from protiso.neighbors.parts import (count_layer, iter_layer, layer_dim, read_part_layer, relative,
+                                     run_parts, sample_layer)
+from protiso.store import Store, queries
 
-KINDS = ("flat", "hnsw", "ivf")
-METRICS = ("cosine", "l2")
+Q = queries("neighbors")
 INDEX_DIR = "indexes"
 _SAFE_RE = re.compile(r"^[A-Za-z0-9_.=~+-]+$")
 
-# Defaults chosen on the 516k x 1024 benchmark (benchmarks/bench_neighbors.py).
-DEFAULT_PARAMS = {
-    "hnsw": {"M": 32, "efConstruction": 80, "efSearch": 128},
-    "ivf": {"nlist": None, "nprobe": None},  # None: nlist = 4 sqrt(n), nprobe = max(16, nlist / 16)
-}
-
 Progress = Callable[[int], None]
+
+__all__ = ["DEFAULT_KIND", "KINDS", "METRICS", "IndexInfo", "IndexState", "build_index", "count_layer",
+           "drop_index", "extend_index", "get_index_info", "index_state", "iter_layer", "list_indexes",
+           "load_faiss", "prepare", "read_part_layer", "reconstruct", "run_parts"]
 
 
 @dataclass
@@ -78,57 +76,6 @@ def index_id_for(run_id: str, layer: int, kind: str, metric: str) -> str:
     return f"{run_id}/L{int(layer)}/{kind}-{metric}"
 
 
-def check_kind_metric(kind: str, metric: str) -> None:
-    if kind not in KINDS:
-        raise InputError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if metric not in METRICS:
-        raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-
-
-# -- reading embeddings ------------------------------------------------------------------
-
-def _relative(store: Store, path: Path) -> str:
-    return Path(path).relative_to(store.root).as_posix()
-
-
-def run_parts(store: Store, run_id: str) -> list[str]:
-    """Relative paths of the run's embedding parts, oldest first."""
-    return [_relative(store, p) for p in store.parts(embeddings_dataset(run_id))]
-
-
-def read_part_layer(store: Store, rel_path: str, layer: int) -> tuple[list[str], np.ndarray]:
-    """Accessions and vectors of one layer from one embedding part."""
-    table = pq.read_table(store.root / rel_path, columns=["accession", "layer", "embedding"],
-                          filters=[("layer", "=", int(layer))])
-    kind = table.schema.field("embedding").type
-    dim = kind.list_size if pa.types.is_fixed_size_list(kind) else None
-    if dim is None:  # variable-size lists: width from the data
-        dim = len(table.column("embedding")[0]) if table.num_rows else 0
-    return table.column("accession").to_pylist(), matrix(table.column("embedding"), dim)
-
-
-def iter_layer(store: Store, parts: list[str], layer: int) -> Iterator[tuple[list[str], np.ndarray]]:
-    for rel in parts:
-        acc, X = read_part_layer(store, rel, layer)
-        if acc:
-            yield acc, X
-
-
-def count_layer(store: Store, parts: list[str], layer: int) -> int:
-    """Number of vectors of `layer` in the given parts (reads only the layer column)."""
-    total = 0
-    for rel in parts:
-        t = pq.read_table(store.root / rel, columns=["layer"])
-        total += int(np.count_nonzero(t.column("layer").to_numpy() == layer))
-    return total
-
-
-# -- building ----------------------------------------------------------------------------
-
-def _faiss_metric(metric: str) -> int:
-    return faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-
-
 def prepare(X: np.ndarray, metric: str) -> np.ndarray:
     """Vectors as the index stores them: float32, C-contiguous, unit length for cosine."""
     X = np.ascontiguousarray(X, dtype=np.float32)
@@ -138,48 +85,62 @@ def prepare(X: np.ndarray, metric: str) -> np.ndarray:
     return X
 
 
-def _resolve_params(kind: str, n: int, params: dict | None) -> dict:
-    out = dict(DEFAULT_PARAMS.get(kind, {}))
-    for key, value in (params or {}).items():
-        if key not in out:
-            raise InputError(f"unknown parameter {key!r} for a {kind} index; "
-                             f"known: {', '.join(out) or 'none'}")
-        out[key] = value
-    if kind == "ivf":
-        if out["nlist"] is None:
-            out["nlist"] = max(1, min(n // 39, int(4 * math.sqrt(max(n, 1)))))
-        out["nlist"] = int(out["nlist"])
-        if out["nprobe"] is None:
-            out["nprobe"] = min(out["nlist"], max(16, out["nlist"] // 16))
-        out["nprobe"] = int(out["nprobe"])
-    return out
+# -- the catalog -------------------------------------------------------------------------
+
+def get_index_info(store: Store, run_id: str, layer: int, kind: str | None = None,
+                   metric: str | None = None) -> IndexInfo | None:
+    """The index of (run, layer), optionally of a given kind/metric; the newest if several."""
+    row = store.one(Q.index_info, {"run_id": run_id, "layer": int(layer), "kind": kind, "metric": metric})
+    if row is None:
+        return None
+    return IndexInfo(row[0], row[1], int(row[2]), row[3], row[4], int(row[5]), int(row[6]),
+                     json.loads(row[7]), store.root / row[8], list(row[9]), row[10], row[11])
 
 
-def _new_index(kind: str, metric: str, dim: int, params: dict):
-    fm = _faiss_metric(metric)
-    if kind == "flat":
-        return faiss.IndexFlatIP(dim) if metric == "cosine" else faiss.IndexFlatL2(dim)
-    if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, int(params["M"]), fm)
-        index.hnsw.efConstruction = int(params["efConstruction"])
-        index.hnsw.efSearch = int(params["efSearch"])
-        return index
-    quantizer = faiss.IndexFlatIP(dim) if metric == "cosine" else faiss.IndexFlatL2(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, int(params["nlist"]), fm)
-    index.nprobe = int(params["nprobe"])
-    return index
+def list_indexes(store: Store, run_id: str | None = None) -> pa.Table:
+    """The indexes (optionally of one run) with their freshness, from view nn_index_summary."""
+    return store.sql(Q.index_list, {"run_id": run_id})
 
 
-def _training_sample(store: Store, parts: list[str], layer: int, n_total: int, n_train: int,
-                     metric: str, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    rate = min(1.0, n_train / max(n_total, 1))
-    chunks = []
-    for _, X in iter_layer(store, parts, layer):
-        keep = rng.random(len(X)) < rate if rate < 1 else slice(None)
-        chunks.append(prepare(X[keep], metric))
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+def index_state(store: Store, info: IndexInfo) -> IndexState:
+    current = run_parts(store, info.run_id)
+    have = set(info.source_parts)
+    new = [p for p in current if p not in have]
+    missing = sorted(have - set(current))
+    status = "stale" if missing or not info.path.exists() else ("behind" if new else "fresh")
+    return IndexState(status, new, missing)
 
+
+def _record(store: Store, info: IndexInfo, accessions: list[str], first_id: int,
+            replace_ids: bool) -> None:
+    """Upsert the catalog row and append/replace the id map (caller holds a transaction)."""
+    store.execute(Q.upsert_index, {
+        "index_id": info.index_id, "run_id": info.run_id, "layer": info.layer, "kind": info.kind,
+        "metric": info.metric, "dim": info.dim, "n_vectors": info.n_vectors,
+        "params": json.dumps(info.params), "path": relative(store, info.path),
+        "source_parts": info.source_parts, "build_seconds": info.build_seconds,
+        "faiss_version": faiss.__version__, "software_version": __version__,
+        "created_at": info.created_at})
+    if replace_ids:
+        store.execute(Q.delete_ids, {"index_id": info.index_id})
+    if accessions:
+        ids = pa.table({"index_id": pa.array([info.index_id] * len(accessions)),
+                        "id": pa.array(np.arange(first_id, first_id + len(accessions), dtype=np.int64)),
+                        "accession": pa.array(accessions, pa.string())})
+        store.con.register("_protiso_nn_ids", ids)
+        try:
+            store.execute(Q.append_ids)
+        finally:
+            store.con.unregister("_protiso_nn_ids")
+
+
+def drop_index(store: Store, info: IndexInfo) -> None:
+    with store.transaction():
+        store.execute(Q.drop_index, {"index_id": info.index_id})
+    info.path.unlink(missing_ok=True)
+
+
+# -- files -------------------------------------------------------------------------------
 
 def _index_file(store: Store, run_id: str, layer: int, kind: str, metric: str) -> Path:
     if not _SAFE_RE.match(run_id):
@@ -198,8 +159,50 @@ def _write_index(index, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _add_vectors(index, store: Store, parts: list[str], layer: int, metric: str, start_id: int,
-                 skip: set[str], progress: Progress | None) -> tuple[list[str], int]:
+_CACHE: dict[tuple[str, float], object] = {}
+
+
+def load_faiss(info: IndexInfo):
+    """Read the index file (cached per path and mtime within the process)."""
+    rebuild = f"rebuild it with `protiso index build --model {info.run_id} --layer {info.layer} " \
+              f"--kind {info.kind} --metric {info.metric} --rebuild`"
+    if not info.path.exists():
+        raise DamagedStoreError(f"index file {info.path} is missing; {rebuild}")
+    key = (str(info.path), info.path.stat().st_mtime)
+    index = _CACHE.get(key)
+    if index is None:
+        _CACHE.clear()
+        try:
+            index = faiss.read_index(str(info.path))
+        except RuntimeError:  # FAISS reports a truncated or corrupt file as a read error
+            raise DamagedStoreError(f"index file {info.path} is truncated or damaged; {rebuild}") from None
+        if index.ntotal != info.n_vectors or index.d != info.dim:
+            raise DamagedStoreError(f"index file {info.path} holds {index.ntotal:,} vectors of dimension "
+                                    f"{index.d}, the catalog {info.n_vectors:,} of {info.dim}; {rebuild}")
+        _CACHE[key] = index
+    return index
+
+
+def _commit(store: Store, info: IndexInfo, index, accessions: list[str], first_id: int,
+            replace_ids: bool, old_path: Path | None) -> None:
+    """Write the index under a new name, swap it in the catalog, then drop the old file."""
+    path = _index_file(store, info.run_id, info.layer, info.kind, info.metric)
+    _write_index(index, path)
+    info.path = path
+    try:
+        with store.transaction():
+            _record(store, info, accessions, first_id, replace_ids)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if old_path is not None and old_path != path:
+        old_path.unlink(missing_ok=True)
+
+
+# -- building ----------------------------------------------------------------------------
+
+def _add_vectors(index, store: Store, parts: list[str], layer: int, metric: str,
+                 skip: set[str], progress: Progress | None) -> list[str]:
     """Add the layer's vectors of `parts` (accessions not in `skip`); returns accessions added."""
     added: list[str] = []
     for acc, X in iter_layer(store, parts, layer):
@@ -221,95 +224,10 @@ def _add_vectors(index, store: Store, parts: list[str], layer: int, metric: str,
         added.extend(acc)
         if progress:
             progress(len(acc))
-    return added, start_id + len(added)
+    return added
 
 
-def _run_dim(store: Store, parts: list[str], layer: int) -> int:
-    for _, X in iter_layer(store, parts, layer):
-        return X.shape[1]
-    raise NotFoundError(f"the run has no embeddings for layer {layer}")
-
-
-def get_index_info(store: Store, run_id: str, layer: int, kind: str | None = None,
-                   metric: str | None = None) -> IndexInfo | None:
-    """The index of (run, layer), optionally of a given kind/metric; the newest if several."""
-    query = ("SELECT index_id, run_id, layer, kind, metric, dim, n_vectors, params, path, "
-             "source_parts, build_seconds, created_at FROM nn_indexes WHERE run_id = ? AND layer = ?")
-    args: list = [run_id, int(layer)]
-    if kind:
-        query += " AND kind = ?"
-        args.append(kind)
-    if metric:
-        query += " AND metric = ?"
-        args.append(metric)
-    rows = store.con.execute(query + " ORDER BY updated_at DESC LIMIT 1", args).fetchall()
-    if not rows:
-        return None
-    row = rows[0]
-    return IndexInfo(row[0], row[1], int(row[2]), row[3], row[4], int(row[5]), int(row[6]),
-                     json.loads(row[7]), store.root / row[8], list(row[9]), row[10], row[11])
-
-
-def list_indexes(store: Store, run_id: str | None = None) -> pa.Table:
-    """The indexes (optionally of one run) with their freshness, from view nn_index_summary."""
-    query = ("SELECT index_id, model, kind, metric, dim, n_vectors, status, "
-             "round(build_seconds, 2) AS build_seconds, params, updated_at FROM nn_index_summary")
-    if run_id:
-        return store.sql(query + " WHERE run_id = ? ORDER BY index_id", [run_id])
-    return store.sql(query + " ORDER BY index_id", [])
-
-
-def index_state(store: Store, info: IndexInfo) -> IndexState:
-    current = run_parts(store, info.run_id)
-    have = set(info.source_parts)
-    new = [p for p in current if p not in have]
-    missing = sorted(have - set(current))
-    status = "stale" if missing or not info.path.exists() else ("behind" if new else "fresh")
-    return IndexState(status, new, missing)
-
-
-def _record(store: Store, info: IndexInfo, accessions: list[str], first_id: int,
-            replace_ids: bool) -> None:
-    """Upsert the catalog row and append/replace the id map (caller holds a transaction)."""
-    con = store.con
-    con.execute("DELETE FROM nn_indexes WHERE index_id = ?", [info.index_id])
-    con.execute(
-        "INSERT INTO nn_indexes (index_id, run_id, layer, kind, metric, dim, n_vectors, params, "
-        "path, source_parts, build_seconds, faiss_version, software_version, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, current_timestamp), current_timestamp)",
-        [info.index_id, info.run_id, info.layer, info.kind, info.metric, info.dim, info.n_vectors,
-         json.dumps(info.params), _relative(store, info.path), info.source_parts,
-         info.build_seconds, faiss.__version__, __version__, info.created_at])
-    if replace_ids:
-        con.execute("DELETE FROM nn_index_ids WHERE index_id = ?", [info.index_id])
-    if accessions:
-        ids = pa.table({"index_id": pa.array([info.index_id] * len(accessions)),
-                        "id": pa.array(np.arange(first_id, first_id + len(accessions), dtype=np.int64)),
-                        "accession": pa.array(accessions, pa.string())})
-        con.register("_nn_new_ids", ids)
-        try:
-            con.execute("INSERT INTO nn_index_ids SELECT index_id, id, accession FROM _nn_new_ids")
-        finally:
-            con.unregister("_nn_new_ids")
-
-
-def _commit(store: Store, info: IndexInfo, index, accessions: list[str], first_id: int,
-            replace_ids: bool, old_path: Path | None) -> None:
-    """Write the index under a new name, swap it in the catalog, then drop the old file."""
-    path = _index_file(store, info.run_id, info.layer, info.kind, info.metric)
-    _write_index(index, path)
-    info.path = path
-    try:
-        with store.transaction():
-            _record(store, info, accessions, first_id, replace_ids)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    if old_path is not None and old_path != path:
-        old_path.unlink(missing_ok=True)
-
-
-def build_index(store: Store, run_id: str, layer: int, kind: str = "hnsw", metric: str = "cosine",
+def build_index(store: Store, run_id: str, layer: int, kind: str = DEFAULT_KIND, metric: str = "cosine",
                 params: dict | None = None, rebuild: bool = False,
                 progress: Progress | None = None, total: Callable[[int], None] | None = None
                 ) -> tuple[IndexInfo, str]:
@@ -324,8 +242,8 @@ def build_index(store: Store, run_id: str, layer: int, kind: str = "hnsw", metri
     parts = run_parts(store, run_id)
     if not parts:
         raise NotFoundError(f"run {run_id} has no embeddings; run `protiso embed` first")
-    if existing and not rebuild and (params is None or
-                                     _resolve_params(kind, existing.n_vectors, params) == existing.params):
+    if existing and not rebuild and (
+            params is None or resolve_params(kind, existing.n_vectors, existing.dim, params) == existing.params):
         state = index_state(store, existing)
         if state.status == "fresh":
             return existing, "fresh"
@@ -333,21 +251,21 @@ def build_index(store: Store, run_id: str, layer: int, kind: str = "hnsw", metri
             return extend_index(store, existing, state.new_parts, progress, total), "extended"
     t0 = time.perf_counter()
     n_total = count_layer(store, parts, layer)
-    if n_total == 0:
+    dim = layer_dim(store, parts, layer) if n_total else None
+    if not dim:
         raise NotFoundError(f"run {run_id} has no embeddings for layer {layer}")
-    dim = _run_dim(store, parts, layer)
-    resolved = _resolve_params(kind, n_total, params)
-    index = _new_index(kind, metric, dim, resolved)
-    if kind == "ivf":
-        nlist = resolved["nlist"]
-        sample = _training_sample(store, parts, layer, n_total, max(64 * nlist, 10_000), metric)
-        index.train(sample)
+    resolved = resolve_params(kind, n_total, dim, params)
+    index = new_index(kind, metric, dim, resolved)
+    n_train = training_size(kind, resolved)
+    if n_train:
+        _, sample = sample_layer(store, parts, layer, n_train)
+        index.train(prepare(sample, metric))
+        del sample
     if total:
         total(n_total)
-    accessions, _ = _add_vectors(index, store, parts, layer, metric, 0, set(), progress)
+    accessions = _add_vectors(index, store, parts, layer, metric, set(), progress)
     info = IndexInfo(index_id_for(run_id, layer, kind, metric), run_id, int(layer), kind, metric,
-                     dim, len(accessions), resolved, Path(), parts,
-                     time.perf_counter() - t0, None)
+                     dim, len(accessions), resolved, Path(), parts, time.perf_counter() - t0, None)
     _commit(store, info, index, accessions, 0, True, existing.path if existing else None)
     return info, "built"
 
@@ -366,12 +284,11 @@ def extend_index(store: Store, info: IndexInfo, new_parts: list[str] | None = No
         return info
     t0 = time.perf_counter()
     index = load_faiss(info)
-    have = set(store.con.execute("SELECT accession FROM nn_index_ids WHERE index_id = ?",
-                                 [info.index_id]).fetchnumpy()["accession"].tolist())
+    _CACHE.clear()  # the object is changed below; the file it was read from is replaced
+    have = set(store.execute(Q.indexed_accessions, {"index_id": info.index_id}).fetchnumpy()["accession"].tolist())
     if total:
         total(count_layer(store, new_parts, info.layer))
-    accessions, _ = _add_vectors(index, store, new_parts, info.layer, info.metric,
-                                 info.n_vectors, have, progress)
+    accessions = _add_vectors(index, store, new_parts, info.layer, info.metric, have, progress)
     first = info.n_vectors
     old_path = info.path
     info.n_vectors = first + len(accessions)
@@ -379,38 +296,3 @@ def extend_index(store: Store, info: IndexInfo, new_parts: list[str] | None = No
     info.build_seconds = (info.build_seconds or 0.0) + time.perf_counter() - t0
     _commit(store, info, index, accessions, first, False, old_path)
     return info
-
-
-def drop_index(store: Store, info: IndexInfo) -> None:
-    with store.transaction():
-        store.con.execute("DELETE FROM nn_index_ids WHERE index_id = ?", [info.index_id])
-        store.con.execute("DELETE FROM nn_indexes WHERE index_id = ?", [info.index_id])
-    info.path.unlink(missing_ok=True)
-
-
-_CACHE: dict[tuple[str, float], object] = {}
-
-
-def load_faiss(info: IndexInfo):
-    """Read the index file (cached per path and mtime within the process)."""
-    if not info.path.exists():
-        raise ProtisoError(f"index file {info.path} is missing; rebuild with "
-                           "`protiso index build --rebuild`")
-    key = (str(info.path), info.path.stat().st_mtime)
-    index = _CACHE.get(key)
-    if index is None:
-        _CACHE.clear()
-        index = faiss.read_index(str(info.path))
-        _CACHE[key] = index
-    return index
-
-
-def reconstruct(index, ids: np.ndarray) -> np.ndarray:
-    """Stored vectors (normalised for cosine) for FAISS ids."""
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
-    if isinstance(index, faiss.IndexHNSW):
-        return faiss.downcast_index(index.storage).reconstruct_batch(ids)
-    if isinstance(index, faiss.IndexIVF):
-        if not index.direct_map.type:
-            index.make_direct_map()
-    return index.reconstruct_batch(ids)

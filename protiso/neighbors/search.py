@@ -1,48 +1,41 @@
 """Nearest-neighbour lookup over a run's FAISS index, filtered with SQL, joined with metadata.
 
-A `--where` filter is evaluated in DuckDB over `protein_meta`, turned into the set of FAISS
-ids it allows and passed to FAISS as an id selector (a bitmap), so the search itself skips
-everything else. Approximate indexes can return fewer than k hits under a selective filter;
-those queries, and filters that leave few vectors, are answered by an exact scan of the
-allowed vectors instead, so k hits come back whenever k exist.
+A `where` filter is evaluated in DuckDB over `protein_meta`, turned into the set of FAISS ids it
+allows and passed to FAISS as an id selector (a bitmap), so the search itself skips everything
+else. Approximate indexes can return fewer than k hits under a selective filter; those queries,
+and filters that leave few vectors, are answered by an exact scan of the allowed vectors
+instead, so k hits come back whenever k exist.
 """
 from __future__ import annotations
 
-import math
-import re
+import contextlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import faiss
 import numpy as np
 import pyarrow as pa
 
 from protiso.errors import InputError, NotFoundError
-from protiso.ingest.records import PROTEIN_ALPHABET, invalid_residue, normalise_sequence
-from protiso.neighbors.index import (IndexInfo, extend_index, get_index_info, index_state,
-                                     load_faiss, prepare, reconstruct)
+from protiso.neighbors.index import (IndexInfo, Q, extend_index, get_index_info, index_state, load_faiss,
+                                     prepare)
+from protiso.neighbors.inputs import Query, check_sequence, indexed_ids, resolve_queries
+from protiso.neighbors.kinds import reconstruct, search_params, to_scores
 from protiso.query import Subset, as_subset
 from protiso.runs import resolve
 from protiso.store import Store
 
+__all__ = ["NeighborResult", "Query", "allowed_ids", "check_sequence", "find_index", "neighbors",
+           "resolve_queries", "resolve_run_layer", "search_vectors"]
+
 # Below this many allowed vectors a filtered search scans them exactly (fast and exact).
 EXACT_SUBSET_LIMIT = 20_000
-# Upper bound on the widened efSearch / nprobe used for selective filters.
+# Fewer queries than this are searched on one FAISS thread. A few queries gain little from
+# threads, and FAISS's OpenMP regions (the BLAS product of pca-hnsw's projection, HNSW's set-up)
+# cost far more than the work when cores are busy: measured on 2 busy cores, one pca-hnsw query
+# took 57 ms on 2 threads and 0.5 ms on one.
+SINGLE_THREAD_BELOW = 64
+# Upper bound on the widened efSearch used for selective filters.
 MAX_EF_SEARCH = 4096
-
-# UniProt accession format (and entry-name-like ids): taken as accessions, never as sequences
-_ACCESSION_LIKE = re.compile(
-    r"^([OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9]([A-Z][A-Z0-9]{2}[0-9]){1,2})(-\d+)?$|[_|]")
-
-
-@dataclass
-class Query:
-    """One query: its label (accession or FASTA id), sequence if known, and vector."""
-
-    label: str
-    vector: np.ndarray
-    accession: str | None = None   # set when the query is a protein of the index itself
-    sequence: str | None = None
 
 
 @dataclass
@@ -63,10 +56,21 @@ def allowed_ids(store: Store, info: IndexInfo, where: str | Subset | None) -> np
     subset = as_subset(store, where)
     if subset.is_all:
         return None
-    got = store.con.execute(
-        f"SELECT id FROM nn_index_ids WHERE index_id = ? AND accession IN ({subset.accessions_sql()}) ORDER BY id",
-        [info.index_id]).fetchnumpy()["id"]
+    query = Q.allowed_ids.replace("$subset", subset.accessions_sql())
+    got = store.execute(query, {"index_id": info.index_id}).fetchnumpy()["id"]
     return np.asarray(got, dtype=np.int64)
+
+
+@contextlib.contextmanager
+def _faiss_threads(n: int | None):
+    """FAISS's OpenMP thread count set to n for the block (None: unchanged)."""
+    before = faiss.omp_get_max_threads()
+    if n is not None:
+        faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _bitmap_selector(ids: np.ndarray, n: int):
@@ -77,7 +81,10 @@ def _bitmap_selector(ids: np.ndarray, n: int):
 
 
 def _exact(V: np.ndarray, ids: np.ndarray, Q: np.ndarray, k: int, metric: str):
-    """Brute-force top-k of prepared queries Q over prepared vectors V (rows = ids)."""
+    """Brute-force top-k of prepared queries Q over prepared vectors V (rows = ids).
+
+    NumPy rather than a temporary IndexFlat: V is already a reconstructed subset, and this
+    keeps the ids of the subset without an id map."""
     if metric == "cosine":
         S = Q @ V.T
         order_key = -S
@@ -104,6 +111,9 @@ def search_vectors(index, info: IndexInfo, Q: np.ndarray, k: int, allowed: np.nd
 
     Scores are cosine similarities (metric cosine) or squared L2 distances (metric l2).
     Returns (D, I, n_exact) where n_exact counts queries answered by the exact scan."""
+    for name, value in (("ef_search", ef_search), ("nprobe", nprobe)):
+        if value is not None and value < 1:
+            raise InputError(f"{name.replace('_', ' ')} must be at least 1, got {value}", param=name)
     Qp = prepare(np.atleast_2d(Q), info.metric)
     n = index.ntotal
     n_allowed = n if allowed is None else len(allowed)
@@ -116,25 +126,14 @@ def search_vectors(index, info: IndexInfo, Q: np.ndarray, k: int, allowed: np.nd
         D, I = _exact(reconstruct(index, subset), subset, Qp, k, info.metric)
         return D, I, nq
     selector = bitmap = None
-    selectivity = n_allowed / max(n, 1)
-    if info.kind == "hnsw":
-        ef = int(ef_search or info.params.get("efSearch", 128))
-        ef = min(MAX_EF_SEARCH, max(ef, k, math.ceil(ef / selectivity) if allowed is not None else ef))
-        params = faiss.SearchParametersHNSW(efSearch=ef)
-    elif info.kind == "ivf":
-        nlist = int(info.params["nlist"])
-        probe = int(nprobe or info.params.get("nprobe", 1))
-        if allowed is not None:
-            probe = math.ceil(probe / selectivity)
-        params = faiss.SearchParametersIVF(nprobe=min(nlist, probe))
-    else:
-        params = faiss.SearchParameters()
-    if allowed is not None:  # both Python objects must outlive the search (FAISS keeps pointers)
+    if allowed is not None:  # the bitmap must outlive the search (FAISS keeps a pointer)
         selector, bitmap = _bitmap_selector(allowed, n)
-        params.sel = selector
-    D, I = index.search(Qp, k, params=params)
-    del params, selector, bitmap
-    D = D.astype(np.float32)
+    params, keep = search_params(info.kind, info.params, k, None if allowed is None else n_allowed / max(n, 1),
+                                 selector, ef_search, nprobe, MAX_EF_SEARCH)
+    with _faiss_threads(1 if nq < SINGLE_THREAD_BELOW else None):
+        D, I = index.search(Qp, k, params=params)
+    del params, keep, selector, bitmap
+    D = to_scores(D, info.kind, info.metric).astype(np.float32)
     I = I.astype(np.int64)
     D[I < 0] = np.nan
     short = np.flatnonzero((I >= 0).sum(1) < want)
@@ -142,83 +141,6 @@ def search_vectors(index, info: IndexInfo, Q: np.ndarray, k: int, allowed: np.nd
         D2, I2 = _exact(reconstruct(index, subset), subset, Qp[short], k, info.metric)
         D[short], I[short] = D2, I2
     return D, I, len(short)
-
-
-# -- queries --------------------------------------------------------------------------------
-
-def check_sequence(seq: str, label: str) -> str:
-    """Normalised sequence, or InputError naming the query and the bad residue."""
-    s = normalise_sequence(seq)
-    if not s:
-        raise InputError(f"query {label}: empty sequence")
-    bad = invalid_residue(s)
-    if bad is not None:
-        pos, char = bad
-        raise InputError(f"query {label}: character {char!r} at residue {pos + 1} is not in the "
-                         f"IUPAC protein alphabet ({PROTEIN_ALPHABET})")
-    return s
-
-
-def queries_from_accessions(store: Store, info: IndexInfo, accessions: list[str]) -> list[Query]:
-    """Queries for proteins of the index (their stored, indexed vectors)."""
-    got = store.con.execute(
-        "SELECT i.accession, i.id, p.sequence FROM nn_index_ids i LEFT JOIN proteins p USING "
-        "(accession) WHERE i.index_id = ? AND i.accession IN (SELECT unnest(?::VARCHAR[]))",
-        [info.index_id, list(accessions)]).fetchall()
-    found = {a: (i, s) for a, i, s in got}
-    missing = [a for a in accessions if a not in found]
-    if missing:
-        known = {a for (a,) in store.con.execute(
-            "SELECT accession FROM proteins WHERE accession IN (SELECT unnest(?::VARCHAR[]))",
-            [missing]).fetchall()}
-        a = missing[0]
-        if a in known:
-            raise NotFoundError(f"accession {a} is in the store but has no embedding in run "
-                                f"{info.run_id} layer {info.layer}; embed it first or pass its "
-                                "sequence as the query")
-        raise NotFoundError(f"unknown accession {a}: not in the store "
-                            f"({len(missing)} of {len(accessions)} queried accessions unknown)")
-    index = load_faiss(info)
-    ids = np.array([found[a][0] for a in accessions], np.int64)
-    V = reconstruct(index, ids)
-    return [Query(a, V[j], a, found[a][1]) for j, a in enumerate(accessions)]
-
-
-def embed_query_sequences(store: Store, run_id: str, layer: int, sequences: list[str]) -> np.ndarray:
-    """Embed raw sequences with the run's model and settings (and its transform, if derived)."""
-    from protiso.neighbors.transforms import embed_for_run
-
-    return embed_for_run(store, run_id, layer, sequences)
-
-
-def resolve_queries(store: Store, info: IndexInfo, query: str | Path | list[str]) -> list[Query]:
-    """QUERY as given on the command line: a FASTA file, accession(s) in the index, or a raw
-    amino-acid sequence (embedded on the fly)."""
-    if isinstance(query, list):
-        return queries_from_accessions(store, info, query)
-    text = str(query).strip()
-    path = Path(text).expanduser()
-    if text and path.is_file():
-        from protiso.ingest.fasta import parse_fasta
-
-        records = list(parse_fasta(path, uniprot=None))
-        seqs = [r.sequence for r in records]
-        X = embed_query_sequences(store, info.run_id, info.layer, seqs)
-        return [Query(r.accession, X[j], None, r.sequence) for j, r in enumerate(records)]
-    if not text:
-        raise InputError("empty query: give an accession, a FASTA file or a sequence")
-    exists = store.scalar("SELECT count(*) FROM proteins WHERE accession = ?", [text])
-    if exists or _ACCESSION_LIKE.search(text):
-        return queries_from_accessions(store, info, [text])
-    if text.endswith((".fa", ".fasta", ".faa", ".gz")):
-        raise InputError(f"query file {text} not found")
-    try:
-        seq = check_sequence(text, "sequence")
-    except InputError as exc:
-        raise InputError(f"query {text[:40]!r} is neither an accession in the store, a file, nor a "
-                         f"valid sequence: {str(exc).split(': ', 1)[1]}") from None
-    X = embed_query_sequences(store, info.run_id, info.layer, [seq])
-    return [Query("sequence", X[0], None, seq)]
 
 
 # -- the whole lookup ------------------------------------------------------------------------
@@ -248,10 +170,10 @@ def neighbors(store: Store, run_id: str, layer: int | None, query, k: int = 10, 
 
     run_id may be a model alias too, and layer None (the run's last layer). The index is
     extended first when the run grew and the store is writable. Each hit row carries its
-    provenance (run_id, layer, index kind and metric)."""
+    provenance (index_id: run, layer, kind and metric)."""
     if k < 1:
-        raise InputError(f"-k must be at least 1, got {k}")
-    if layer is None or not store.scalar("SELECT count(*) FROM nn_indexes WHERE run_id = ?", [run_id]):
+        raise InputError(f"k must be at least 1, got {k}", param="k")
+    if layer is None or not store.scalar(Q.run_has_index, {"run_id": run_id}):
         run_id, layer = resolve_run_layer(store, run_id, layer)
     info = find_index(store, run_id, layer, kind, metric)
     notes: list[str] = []
@@ -272,12 +194,10 @@ def neighbors(store: Store, run_id: str, layer: int | None, query, k: int = 10, 
     if not include_self:
         acc = [q.accession for q in queries if q.accession]
         if acc:
-            self_ids = dict(store.con.execute(
-                "SELECT accession, id FROM nn_index_ids WHERE index_id = ? AND accession IN "
-                "(SELECT unnest(?::VARCHAR[]))", [info.index_id, acc]).fetchall())
+            self_ids = {a: i for a, (i, _) in indexed_ids(store, info, acc).items()}
     extra = 1 if self_ids else 0
-    Q = np.stack([q.vector for q in queries]).astype(np.float32)
-    D, I, n_exact = search_vectors(index, info, Q, k + extra, allowed, ef_search, nprobe)
+    Qv = np.stack([q.vector for q in queries]).astype(np.float32)
+    D, I, n_exact = search_vectors(index, info, Qv, k + extra, allowed, ef_search, nprobe)
     rows = {"query_no": [], "query": [], "rank": [], "id": [], "score": []}
     for qi, q in enumerate(queries):
         skip = self_ids.get(q.accession) if q.accession else None
@@ -303,17 +223,14 @@ def neighbors(store: Store, run_id: str, layer: int | None, query, k: int = 10, 
 
 
 def _join_metadata(store: Store, info: IndexInfo, raw: pa.Table) -> pa.Table:
-    score = "cosine" if info.metric == "cosine" else "sq_l2"
-    store.con.register("_nn_hits", raw)
+    """Hits with accession and protein metadata; the score column named for the metric."""
+    store.con.register("_protiso_nn_hits", raw)
     try:
-        return store.sql(
-            f"SELECT h.query_no, h.query, h.rank, i.accession, h.score AS {score}, p.entry_name, p.organism, "
-            "p.length, p.description, i.index_id AS index_id FROM _nn_hits h "
-            "JOIN nn_index_ids i ON i.index_id = ? AND i.id = h.id "
-            "LEFT JOIN proteins p ON p.accession = i.accession ORDER BY h.query_no, h.rank",
-            [info.index_id])
+        table = store.sql(Q.hits_with_metadata, {"index_id": info.index_id})
     finally:
-        store.con.unregister("_nn_hits")
+        store.con.unregister("_protiso_nn_hits")
+    score = "cosine" if info.metric == "cosine" else "sq_l2"
+    return table.rename_columns([score if c == "score" else c for c in table.column_names])
 
 
 def _add_alignment(store: Store, hits: pa.Table, queries: list[Query]) -> pa.Table:
@@ -321,9 +238,7 @@ def _add_alignment(store: Store, hits: pa.Table, queries: list[Query]) -> pa.Tab
     from protiso.neighbors.transforms import align_pairs
 
     accs = list(dict.fromkeys(hits.column("accession").to_pylist()))
-    target = dict(store.con.execute(
-        "SELECT accession, sequence FROM proteins WHERE accession IN (SELECT unnest(?::VARCHAR[]))",
-        [accs]).fetchall()) if accs else {}
+    target = dict(store.execute(Q.sequences, {"accessions": accs}).fetchall()) if accs else {}
     a = [queries[q].sequence for q in hits.column("query_no").to_pylist()]
     b = [target.get(x) for x in hits.column("accession").to_pylist()]
     ok = [i for i in range(len(a)) if a[i] and b[i]]

@@ -33,15 +33,16 @@ from protiso.errors import InputError, NotFoundError
 from protiso.isotropy.metrics import (avg_cosine, covariance, effective_dims_from_isoscore,
                                       isoscore_from_eigenvalues)
 from protiso.isotropy.stats import SufficientStats
-from protiso.neighbors.index import iter_layer, run_parts
+from protiso.neighbors.parts import iter_layer, run_parts, sample_layer
 from protiso.embedding import embed_sequences
 from protiso.models import load
 from protiso.runs import embeddings_dataset, get_run
 from protiso.runs.writer import vectors_table
-from protiso.store import Store
+from protiso.store import Store, queries
 
 TRANSFORMS = ("center", "whiten", "abtt", "pca")
 TRANSFORM_DIR = "transforms"
+Q = queries("neighbors")
 _EPS = 1e-8  # whitening: directions with variance below this share of the largest are dropped
 
 Progress = Callable[[int], None]
@@ -108,14 +109,14 @@ def default_param(name: str, stats: SufficientStats) -> int | None:
 def fit(stats: SufficientStats, name: str, param: int | None = None) -> FittedTransform:
     """Fit transform `name` (see module doc) to the statistics of the parent vectors."""
     if name not in TRANSFORMS:
-        raise InputError(f"unknown transform {name!r}; choose one of {', '.join(TRANSFORMS)}")
+        raise InputError(f"unknown transform {name!r}; choose one of {', '.join(TRANSFORMS)}", param="kind")
     if stats.n < 2:
         raise InputError(f"transform {name} needs at least 2 vectors, got {stats.n}")
     d = stats.dim
     if param is None:
         param = default_param(name, stats)
     if name in ("abtt", "pca") and not 1 <= int(param) <= d:
-        raise InputError(f"transform {name}: parameter must be between 1 and {d}, got {param}")
+        raise InputError(f"transform {name}: parameter must be between 1 and {d}, got {param}", param="param")
     mean = stats.sum / stats.n
     if name == "center":
         return FittedTransform(name, None, mean, None)
@@ -149,11 +150,9 @@ def layer_stats(store: Store, run_id: str, layer: int, progress: Progress | None
 
 def transform_of(store: Store, run_id: str) -> tuple[str, int, FittedTransform] | None:
     """(parent run, parent layer, transform) of a derived run; None for a model run."""
-    rows = store.con.execute("SELECT parent_run, parent_layer, path FROM nn_transforms WHERE run_id = ?",
-                             [run_id]).fetchall()
-    if not rows:
+    row = store.one(Q.transform_of, {"run_id": run_id})
+    if row is None:
         return None
-    row = rows[0]
     return row[0], int(row[1]), FittedTransform.load(store.root / row[2])
 
 
@@ -200,27 +199,26 @@ def derived_run_id(run_id: str, layer: int, name: str, param: int | None) -> str
 
 def _register_run(store: Store, parent: str, new_id: str, layer: int, tf: FittedTransform, n: int) -> None:
     """The derived run's row in `runs`: the parent's provenance, its own id, dim and layer."""
-    if not store.scalar("SELECT count(*) FROM runs WHERE run_id = ?", [parent]):
+    if not store.scalar(Q.run_exists, {"run_id": parent}):
         raise NotFoundError(f"run {parent} is not in the runs table")
     label = f"{tf.name}{'' if tf.param is None else tf.param}"
-    store.con.execute(
-        "INSERT INTO runs SELECT * REPLACE (?::VARCHAR AS run_id, ?::VARCHAR AS run_key, "
-        "?::VARCHAR AS model, 'derived' AS family, ?::INTEGER AS dim, [?::INTEGER] AS layers, "
-        "'done' AS status, ?::BIGINT AS n_done, ?::VARCHAR AS parent_run, ?::VARCHAR AS transform, "
-        "current_timestamp AS created_at, current_timestamp AS updated_at) FROM runs WHERE run_id = ?",
-        [new_id, f"derived:{new_id}", new_id, tf.out_dim, layer, n, parent, f"L{layer}:{label}", parent])
+    store.execute(Q.insert_derived_run, {"run_id": new_id, "run_key": f"derived:{new_id}", "dim": tf.out_dim,
+                                         "layer": layer, "n": n, "parent": parent,
+                                         "transform": f"L{layer}:{label}"})
 
 
 def create_derived_run(store: Store, run_id: str, layer: int, name: str, param: int | None = None,
-                       progress: Progress | None = None) -> tuple[str, FittedTransform]:
+                       progress: Progress | None = None, stats: SufficientStats | None = None
+                       ) -> tuple[str, FittedTransform]:
     """Fit `name` on run_id's layer and write the transformed vectors as a new run.
 
+    `stats`: the layer's statistics when the caller has them (`layer_stats`), saving a pass.
     Returns (derived run id, transform). All-or-nothing: the catalog rows, the parts and the
     parameter file appear together. Re-running with the same arguments is refused (it exists)."""
-    stats = layer_stats(store, run_id, layer, progress)
+    stats = stats if stats is not None else layer_stats(store, run_id, layer, progress)
     tf = fit(stats, name, param)
     new_id = derived_run_id(run_id, layer, name, tf.param)
-    if store.scalar("SELECT count(*) FROM nn_transforms WHERE run_id = ?", [new_id]):
+    if store.scalar(Q.transform_exists, {"run_id": new_id}):
         raise InputError(f"derived run {new_id} exists already")
     directory = store.root / TRANSFORM_DIR
     directory.mkdir(parents=True, exist_ok=True)
@@ -229,11 +227,10 @@ def create_derived_run(store: Store, run_id: str, layer: int, name: str, param: 
     try:
         with store.transaction():
             _register_run(store, run_id, new_id, int(layer), tf, stats.n)
-            store.con.execute(
-                "INSERT INTO nn_transforms (run_id, parent_run, parent_layer, transform, param, in_dim, "
-                "out_dim, n_fit, path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [new_id, run_id, int(layer), name, tf.param, stats.dim, tf.out_dim, stats.n,
-                 param_path.relative_to(store.root).as_posix()])
+            store.execute(Q.insert_transform, {
+                "run_id": new_id, "parent": run_id, "layer": int(layer), "transform": name, "param": tf.param,
+                "in_dim": stats.dim, "out_dim": tf.out_dim, "n_fit": stats.n,
+                "path": param_path.relative_to(store.root).as_posix()})
             for acc, X in iter_layer(store, run_parts(store, run_id), layer):
                 Y = tf.apply(X)
                 store.write_part(embeddings_dataset(new_id), vectors_table(acc, layer, Y))
@@ -267,34 +264,6 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def sample_layer(store: Store, run_id: str, layer: int, n: int, seed: int = 0
-                 ) -> tuple[list[str], np.ndarray]:
-    """A uniform sample of n vectors of the layer (all when fewer), in a seeded random order.
-
-    Streams the parts: memory is n x d, not the whole layer."""
-    from protiso.neighbors.index import count_layer
-
-    parts = run_parts(store, run_id)
-    total = count_layer(store, parts, layer)
-    if total == 0:
-        raise NotFoundError(f"run {run_id} has no embeddings for layer {layer}")
-    pick = np.random.default_rng(seed).permutation(total)[:n]
-    slot = {int(g): j for j, g in enumerate(pick)}
-    accs: list[str | None] = [None] * len(pick)
-    X = None
-    offset = 0
-    for acc, Y in iter_layer(store, parts, layer):
-        if X is None:
-            X = np.zeros((len(pick), Y.shape[1]), np.float32)
-        for i in range(len(acc)):
-            j = slot.get(offset + i)
-            if j is not None:
-                accs[j] = acc[i]
-                X[j] = Y[i]
-        offset += len(acc)
-    return accs, X
-
-
 def transform_report(store: Store, run_id: str, layer: int, transforms: list[tuple[str, int | None]],
                      n_queries: int = 50, pool: int = 1000, k: int = 10, seed: int = 0,
                      progress: Progress | None = None) -> pa.Table:
@@ -305,15 +274,20 @@ def transform_report(store: Store, run_id: str, layer: int, transforms: list[tup
     query proteins against a `pool` of proteins (seeded sample): agreement@k = mean fraction of
     the k nearest by cosine that are among the k best by global alignment score, and the Pearson
     and Spearman correlation of cosine with alignment identity over all query x pool pairs."""
+    if n_queries < 1:
+        raise InputError(f"report: query count {n_queries} must be at least 1", param="queries")
+    if k < 1:
+        raise InputError(f"report: k {k} must be at least 1", param="k")
+    if pool < k + 1:
+        raise InputError(f"report: pool {pool} must hold at least k + 1 = {k + 1} proteins", param="pool")
     stats = layer_stats(store, run_id, layer)
+    if stats.n < k + 1:
+        raise InputError(f"report: k {k} needs at least {k + 1} proteins, run {run_id} layer {layer} "
+                         f"has {stats.n}", param="k")
     cov = covariance(stats)
-    accs, X = sample_layer(store, run_id, layer, pool, seed)
+    accs, X = sample_layer(store, run_parts(store, run_id), layer, pool, seed)
     nq = min(n_queries, len(accs))
-    if nq < 1 or len(accs) < k + 1:
-        raise InputError(f"report needs at least {k + 1} proteins in the pool, got {len(accs)}")
-    seqs = dict(store.con.execute(
-        "SELECT accession, sequence FROM proteins WHERE accession IN (SELECT unnest(?::VARCHAR[]))",
-        [accs]).fetchall())
+    seqs = dict(store.execute(Q.sequences, {"accessions": accs}).fetchall())
     missing = [a for a in accs if a not in seqs]
     if missing:
         raise NotFoundError(f"accession {missing[0]} of run {run_id} has no sequence in the store")

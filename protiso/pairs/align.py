@@ -57,7 +57,7 @@ def _load_matrix(name: str):
         return substitution_matrices.load(name.upper())
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(f"unknown substitution matrix {name!r}; choose one of "
-                         f"{', '.join(substitution_matrices.load())}") from exc
+                         f"{', '.join(substitution_matrices.load())}", param="matrix") from exc
 
 
 def _integer_scale(values) -> int:
@@ -87,10 +87,11 @@ class Scoring:
 
     def __post_init__(self):
         if self.mode not in MODES:
-            raise InputError(f"alignment mode {self.mode!r} must be one of {', '.join(MODES)}")
+            raise InputError(f"alignment mode {self.mode!r} must be one of {', '.join(MODES)}", param="mode")
         if self.gap_open < 0 or self.gap_extend < 0:
             raise InputError(f"gap penalties must be >= 0 (costs), got open {self.gap_open}, "
-                             f"extend {self.gap_extend}")
+                             f"extend {self.gap_extend}",
+                             param="gap_open" if self.gap_open < 0 else "gap_extend")
         m = _load_matrix(self.matrix)
         alphabet = "".join(m.alphabet)
         data = np.asarray(m, dtype=float)
@@ -294,7 +295,7 @@ def make_backend(sc: Scoring, backend: str = "parasail"):
         return _ParasailBackend(sc) if sc.open_i >= sc.extend_i else _BioBackend(sc)
     if backend == "biopython":
         return _BioBackend(sc)
-    raise InputError(f"backend {backend!r} must be one of {', '.join(BACKENDS)}")
+    raise InputError(f"alignment backend {backend!r} must be one of {', '.join(BACKENDS)}", param="backend")
 
 
 def align_pair(a: str, b: str, scoring: Scoring | None = None, backend: str = "parasail") -> PairResult:

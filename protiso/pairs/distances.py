@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from protiso.errors import NotFoundError
 from protiso.pairs.jobs import JobResult, _finish_job, _save_chunk, _start_job, pending_chunks
 from protiso.pairs.sample import constant_column, get_pair_set, pair_indices
 from protiso.runs import load_vectors, resolve

@@ -13,8 +13,10 @@ import pyarrow as pa
 from scipy import sparse
 
 from protiso.pairs.jobs import JobResult, _finish_job, _save_chunk, _start_job, pending_chunks
-from protiso.pairs.sample import constant_column, get_pair_set, pair_indices
-from protiso.store import Store
+from protiso.pairs.sample import constant_column, get_pair_set, pair_indices, registered
+from protiso.store import Store, queries
+
+Q = queries("pairs")
 
 GO_SCHEMA = pa.schema([("pair_set", pa.string()), ("pair_id", pa.int64()),
                        ("go_jaccard", pa.float64())])
@@ -47,13 +49,8 @@ def go_pair_set(store: Store, name: str, chunk_size: int = 2_000_000) -> JobResu
     proteins, ia, ib = pair_indices(store, name)
     want = pa.table({"accession": pa.array(proteins, pa.string()),
                      "idx": pa.array(np.arange(len(proteins), dtype=np.int64))})
-    store.con.register("_want_go", want)
-    try:
-        rows = store.con.execute(
-            "SELECT DISTINCT w.idx, a.term FROM annotations a JOIN _want_go w USING (accession)"
-        ).fetchnumpy()
-    finally:
-        store.con.unregister("_want_go")
+    with registered(store, "_protiso_term_proteins", want):
+        rows = store.execute(Q.protein_terms).fetchnumpy()
     terms, col = np.unique(rows["term"].astype(str), return_inverse=True) if len(rows["term"]) \
         else (np.array([]), np.array([], dtype=np.int64))
     M = sparse.csr_matrix((np.ones(len(col)), (np.asarray(rows["idx"], dtype=np.int64), col)),

@@ -3,25 +3,27 @@
 A job (pair_set, kind, key) splits the pair ids into chunks of `chunk_size`; each finished
 chunk is one Parquet part plus one row in pair_job_chunks, written in one transaction, so an
 interrupted job resumes by computing only the missing chunks, and a crash never leaves a
-chunk half-recorded. Alignment chunks run in worker processes (one per --threads)."""
+chunk half-recorded. Alignment chunks run in worker processes (`threads` of them) or on Ray."""
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 import pyarrow as pa
 
 from protiso._version import __version__
 from protiso.errors import InputError
 from protiso.pairs.align import Scoring, make_backend
 from protiso.pairs.chunks import ALIGN_SCHEMA, align_chunk, align_table  # noqa: F401 - ALIGN_SCHEMA is API
-from protiso.pairs.sample import _take, constant_column, get_pair_set, pair_indices, sequences
-from protiso.store import Store
+from protiso.pairs.sample import get_pair_set, pair_indices, sequences
+from protiso.store import Store, queries
+
+Q = queries("pairs")
+ENGINES = ("local", "ray")
+
 
 @dataclass
 class JobResult:
@@ -39,28 +41,27 @@ def alignment_key(sc: Scoring) -> str:
     return f"{sc.matrix.upper()}-{sc.mode}-o{sc.gap_open:g}-e{sc.gap_extend:g}"
 
 
+def _job(pair_set: str, kind: str, key: str) -> dict:
+    return {"pair_set": pair_set, "kind": kind, "key": key}
+
+
 def _start_job(store: Store, pair_set: str, kind: str, key: str, params: dict,
                chunk_size: int, n_chunks: int) -> set[int]:
     """Register (or find) the job; returns the chunks already done."""
-    row = store.one("SELECT params, chunk_size FROM pair_jobs WHERE pair_set = ? AND kind = ? "
-                            "AND key = ?", [pair_set, kind, key])
+    store.require_local_data(f"pair job {kind}")
+    job = _job(pair_set, kind, key)
+    row = store.one(Q.job_definition, job)
     if row is not None and (json.loads(row[0]) != params or row[1] != chunk_size):
         with store.transaction():          # different definition under the same key: restart
-            store.con.execute("DELETE FROM pair_job_chunks WHERE pair_set = ? AND kind = ? AND key = ?",
-                              [pair_set, kind, key])
-            store.con.execute("DELETE FROM pair_jobs WHERE pair_set = ? AND kind = ? AND key = ?",
-                              [pair_set, kind, key])
+            store.execute(Q.delete_job, job)
             store.delete_dataset(_dataset(pair_set, kind, key))
         row = None
     if row is None:
         with store.transaction():
-            store.con.execute(
-                "INSERT INTO pair_jobs (pair_set, kind, key, params, chunk_size, n_chunks, status, "
-                "seconds, software_version) VALUES (?, ?, ?, ?, ?, ?, 'running', 0, ?)",
-                [pair_set, kind, key, json.dumps(params), chunk_size, n_chunks, __version__])
+            store.execute(Q.insert_job, {**job, "params": json.dumps(params), "chunk_size": chunk_size,
+                                         "n_chunks": n_chunks, "version": __version__})
         return set()
-    done = store.con.execute("SELECT chunk, path FROM pair_job_chunks WHERE pair_set = ? AND kind = ? "
-                             "AND key = ?", [pair_set, kind, key]).fetchall()
+    done = store.execute(Q.job_chunks, job).fetchall()
     return {c for c, p in done if (store.root / p).exists()}
 
 
@@ -86,19 +87,23 @@ def _save_chunk(store: Store, pair_set: str, kind: str, key: str, chunk: int, ta
         else:
             path = Path(written[0])
             store.register_part(_dataset(pair_set, kind, key), path, written[1])
-        store.con.execute(
-            "INSERT OR REPLACE INTO pair_job_chunks (pair_set, kind, key, chunk, path, seconds) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [pair_set, kind, key, chunk, path.relative_to(store.root).as_posix(), seconds])
-        store.con.execute("UPDATE pair_jobs SET seconds = seconds + ? WHERE pair_set = ? AND kind = ? "
-                          "AND key = ?", [seconds, pair_set, kind, key])
+        store.execute(Q.save_job_chunk, {**_job(pair_set, kind, key), "chunk": chunk, "seconds": seconds,
+                                         "path": path.relative_to(store.root).as_posix()})
 
 
 def _finish_job(store: Store, pair_set: str, kind: str, key: str) -> None:
     with store.transaction():
-        store.con.execute("UPDATE pair_jobs SET status = 'done', finished_at = current_timestamp "
-                          "WHERE pair_set = ? AND kind = ? AND key = ?", [pair_set, kind, key])
+        store.execute(Q.finish_job, _job(pair_set, kind, key))
     store.refresh_views()
+
+
+def job_is_done(store: Store, pair_set: str, kind: str, key: str) -> bool:
+    return bool(store.scalar(Q.job_is_done, _job(pair_set, kind, key)))
+
+
+def done_job_keys(store: Store, pair_set: str, kind: str) -> list[str]:
+    """Keys of the finished jobs of one kind over a pair set, sorted."""
+    return [k for (k,) in store.execute(Q.done_job_keys, {"pair_set": pair_set, "kind": kind}).fetchall()]
 
 
 # --- alignment ----------------------------------------------------------------------------
@@ -125,12 +130,13 @@ def align_pair_set(store: Store, name: str, scoring: Scoring | None = None, thre
     engine 'local': `threads` processes here; 'ray': chunks distributed over a Ray cluster
     (ray_options: address, workers, cpus_per_worker; see protiso.pairs.ray_engine), same
     outputs and resume rule."""
-    if engine not in ("local", "ray"):
-        raise InputError(f"--engine {engine!r}: choose local or ray")
+    if engine not in ENGINES:
+        raise InputError(f"alignment engine {engine!r} must be one of {', '.join(ENGINES)}", param="engine")
     sc = scoring or Scoring()
     ps = get_pair_set(store, name)
-    if chunk_size < 1 or threads < 1:
-        raise InputError("--chunk-size and --threads must be >= 1")
+    for param, value in (("chunk_size", chunk_size), ("threads", threads)):
+        if value < 1:
+            raise InputError(f"{param.replace('_', ' ')} {value} must be >= 1", param=param)
     key = alignment_key(sc)
     params = {**sc.describe(), "backend": backend}
     n_chunks = -(-ps.n_pairs // chunk_size)

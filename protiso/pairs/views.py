@@ -14,13 +14,12 @@ from protiso.store import parquet_source, queries, registry
 
 Q = queries("pairs")
 
+# (named query creating the view, datasets it reads)
 _KINDS = (
-    ("pair_list", re.compile(r"^pairs/[^/]+/list$"), "pair_set, pair_id, accession_a, accession_b"),
-    ("pairs", re.compile(r"^pairs/[^/]+/align/[^/]+$"),
-     "pair_set, alignment, pair_id, accession_a, accession_b, score, identity, matches, length, gaps"),
-    ("pair_distances", re.compile(r"^pairs/[^/]+/dist/.+$"),
-     "pair_set, run_id, layer, pair_id, cosine, sq_euclidean"),
-    ("pair_go", re.compile(r"^pairs/[^/]+/go/[^/]+$"), "pair_set, pair_id, go_jaccard"),
+    ("view_pair_list", re.compile(r"^pairs/[^/]+/list$")),
+    ("view_pairs", re.compile(r"^pairs/[^/]+/align/[^/]+$")),
+    ("view_pair_distances", re.compile(r"^pairs/[^/]+/dist/.+$")),
+    ("view_pair_go", re.compile(r"^pairs/[^/]+/go/[^/]+$")),
 )
 
 
@@ -28,8 +27,7 @@ _KINDS = (
 def create_pair_views(store) -> None:
     """One view per kind of pair part, over all its parts."""
     rows = store.execute(Q.pair_parts).fetchall()
-    for view, pattern, columns in _KINDS:
+    for query, pattern in _KINDS:
         paths = [store.root / p for ds, p in rows if pattern.match(ds) and (store.root / p).exists()]
         if paths:
-            store.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS "
-                              f"SELECT {columns} FROM {parquet_source(paths)}")
+            store.con.execute(Q[query].replace("$source", parquet_source(paths)))

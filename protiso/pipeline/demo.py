@@ -13,6 +13,8 @@ from typing import Callable
 
 import pyarrow as pa
 
+from protiso.errors import InputError
+from protiso.go.store import bundled_obo
 from protiso.ingest import ingest as ingest_files
 from protiso.ingest.loader import IngestResult
 from protiso.models import mini
@@ -42,9 +44,16 @@ def demo_models() -> list[str]:
     return ["protiso-mini"] + [f"protiso-mini@step{s}" for s in steps[:-1]]
 
 
-def demo_settings() -> dict:
+def subset_filter(proteins: int | None) -> str | None:
+    """The filter of `--proteins N`: a fixed pseudo-random N of the sample (by accession hash)."""
+    if proteins is None:
+        return None
+    return f"accession IN (SELECT accession FROM proteins ORDER BY hash(accession), accession LIMIT {int(proteins)})"
+
+
+def demo_settings(proteins: int | None = None) -> dict:
     """What the demo runs with (printed and recorded in the report)."""
-    return dict(models=demo_models(), fraction=None, pair_proteins=DEMO_PAIR_PROTEINS, seed=0,
+    return dict(models=demo_models(), where=subset_filter(proteins), fraction=None, pair_proteins=DEMO_PAIR_PROTEINS, seed=0,
                 layers={"protiso-mini": "all"}, local_stats={"protiso-mini": True},
                 max_length=DEMO_MAX_LENGTH, threads=max(1, min(4, os.cpu_count() or 1)),
                 device="cpu", dtype="float32")
@@ -55,17 +64,21 @@ def sample_overview(store: Store) -> dict[str, pa.Table]:
     return {"top organisms": store.sql(Q.top_organisms), "annotations": store.sql(Q.annotation_summary)}
 
 
-def run_demo(store: Store, on_ingest: Callable[[IngestResult], None] | None = None, **callbacks) -> DemoResult:
-    """Ingest the sample, run the pipeline, write the report. `callbacks` go to reproduce
-    (on_step, embed_progress)."""
-    settings = demo_settings()
+def run_demo(store: Store, proteins: int | None = None, on_ingest: Callable[[IngestResult], None] | None = None,
+             **callbacks) -> DemoResult:
+    """Ingest the sample, run the pipeline (on a fixed subset of `proteins` if given), write the
+    report. `callbacks` go to reproduce (on_step, embed_progress)."""
+    if proteins is not None and proteins < DEMO_PAIR_PROTEINS + 50:
+        raise InputError(f"the demo needs at least {DEMO_PAIR_PROTEINS + 50} proteins, got {proteins}",
+                         param="proteins")
+    settings = demo_settings(proteins)
     sample = resources.files("protiso") / "data" / "sample"
     with ExitStack() as stack:
         folder = stack.enter_context(resources.as_file(sample))
-        result = ingest_files(store, [folder / f for f in SAMPLE_FILES], "auto", [folder / SAMPLE_ANNOTATIONS])
+        result = ingest_files(store, [folder / f for f in SAMPLE_FILES] + [bundled_obo()], "auto", [folder / SAMPLE_ANNOTATIONS])
     if on_ingest:
         on_ingest(result)
     args = {k: v for k, v in settings.items() if k != "models"}
     pipeline = reproduce(store, settings["models"], **args, **callbacks)
-    table = store.sql(Q.demo_isotropy)
-    return DemoResult(result, pipeline, table, build_report(store), settings)
+    table = store.sql(Q.demo_isotropy, {"filter": settings["where"] or ""})
+    return DemoResult(result, pipeline, table, build_report(store, settings=settings), settings)

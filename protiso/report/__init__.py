@@ -48,6 +48,10 @@ td.t,th.t{text-align:left}figure{margin:1rem 0}figure img{max-width:100%;border:
 .prov{font-size:.78rem;color:#555;font-family:ui-monospace,monospace;word-break:break-word}
 .empty{color:#8a6d3b;background:#fcf8e3;padding:.4rem .6rem}.note{font-size:.85rem;color:#444}
 nav a{margin-right:.8rem;font-size:.85rem}#image-check{font-size:.8rem;color:#555}
+.id{white-space:nowrap;font-family:ui-monospace,monospace;font-size:.78rem;color:#444}
+td.filter{max-width:14rem;word-break:break-word;font-size:.78rem}#paper-table-rows{font-size:.8rem}.na{color:#777;font-style:italic}td.na{text-align:center}.flag{color:#a3561c;font-weight:600}
+th.pub,td.pub{background:#f7f7fb}#settings{font-size:.85rem;background:#f4f8fb;padding:.4rem .8rem;
+border-left:3px solid #4c72b0}#settings ul{margin:.2rem 0;padding-left:1.2rem}
 """
 _SCRIPT = """
 window.addEventListener('load', function () {
@@ -97,8 +101,9 @@ class _Doc:
 
     def figure(self, uri: str, name: str, caption: str, provenance: str) -> None:
         self.n_figures += 1
+        clipped = "|".join(getattr(uri, "clipped", ()))
         self.add(f'<figure data-figure="{_e(name)}"><img src="{uri}" alt="{_e(caption)}" '
-                 f'data-figure="{_e(name)}"><figcaption>{_e(caption)}</figcaption>'
+                 f'data-figure="{_e(name)}" data-clipped="{_e(clipped)}"><figcaption>{_e(caption)}</figcaption>'
                  f'<div class="prov">provenance: {_e(provenance)}</div></figure>')
 
     def empty(self, text: str) -> None:
@@ -118,33 +123,68 @@ def _prov(rows: list[dict], extra: str = "") -> str:
 
 # ---------------------------------------------------------------------------- sections
 
+def _diff(measured, published, digits: int) -> str:
+    if measured is None or published is None or (isinstance(measured, float) and np.isnan(measured)):
+        return "n/a"
+    return f"{float(measured) - float(published):+.{digits}f}"
+
+
 def _paper_table(doc: _Doc, store: Store) -> None:
     rows = data.paper_table(store)
     doc.add('<p class="note">IsoScore (Rudman et al.) from the covariance spectrum; effective dimensions = '
-            'IsoScore &times; (d &minus; 1) + 1; average cosine over all pairs of proteins (exact). One row per '
-            "run at its last layer. Published figures: Hakim, Roy &amp; Rahman 2025, global, Swiss-Prot.</p>")
+            'IsoScore &times; (d &minus; 1) + 1; average cosine over all pairs of proteins (exact). '
+            "Published: Hakim, Roy &amp; Rahman 2025, global embeddings of Swiss-Prot, last layer. Measured: "
+            "this store, one row per run and filter at the run's last layer; &Delta; = measured &minus; "
+            "published. The paper's four models are always listed; runs of other models follow.</p>")
     if not rows:
         doc.empty("No isotropy results yet: run `protiso reproduce` or `protiso isotropy --model ...`.")
-        return
-    doc.add('<table id="paper-table-rows"><tr><th class="t">model</th><th class="t">run</th><th>layer</th>'
-            '<th class="t">filter</th><th>n</th><th>dim</th><th>IsoScore</th><th>effective dims</th>'
-            '<th>average cosine</th><th>published IsoScore</th><th>published effective dims</th></tr>')
+    by_key: dict = {}
+    others = []
     for r in rows:
-        pub = r["published"]
-        doc.add(f'<tr data-run="{_e(r["run_id"])}"><td class="t">{_e(r["model"])}</td>'
-                f'<td class="t">{_e(r["run_id"])}</td>{metric_cell(r, "layer")}'
-                f'<td class="t">{_e(_filter_text(r["filter"]))}</td>{metric_cell(r, "n")}{metric_cell(r, "d")}'
-                f'{metric_cell(r, "isoscore")}{metric_cell(r, "effective_dims")}{metric_cell(r, "avg_cosine")}'
-                + (f'<td data-published="{_e(pub["label"])}">{pub["isoscore"]:.6f}</td>'
-                   f'<td>{pub["effective_dims"]}</td>' if pub else "<td>&mdash;</td><td>&mdash;</td>")
-                + "</tr>")
+        key = data.published_key(r["model"], r["model_id"], r["family"])
+        (by_key.setdefault(key, []) if key else others).append(r)
+    filters = {r["filter"] for r in rows}
+    one_filter = len(filters) <= 1        # then it is said once, above the table, not in every row
+    if rows and one_filter:
+        doc.add(f'<p class="note" id="paper-table-filter">Every measured row: filter '
+                f'[{_e(_filter_text(next(iter(filters))))}].</p>')
+    filter_head = "" if one_filter else '<th class="t">filter</th>'
+    doc.add('<table id="paper-table-rows"><tr><th class="t">model (run)</th><th>layer</th>'
+            f'{filter_head}<th>n</th><th>dim</th>'
+            '<th class="pub">IsoScore published</th><th>IsoScore measured</th><th>&Delta; IsoScore</th>'
+            '<th class="pub">effective dims published</th><th>effective dims measured</th>'
+            '<th>&Delta; effective dims</th><th>average cosine</th></tr>')
+
+    def lead(label: str, r: dict) -> str:
+        filt = "" if one_filter else f'<td class="t filter">{_e(_filter_text(r["filter"]))}</td>'
+        return (f'<td class="t">{label}<br><span class="id">{_e(r["run_id"])}</span></td>'
+                f'{metric_cell(r, "layer")}{filt}{metric_cell(r, "n")}{metric_cell(r, "d")}')
+
+    for key, pub in data.PUBLISHED.items():
+        runs = by_key.get(key, [])
+        pub_iso = f'<td class="pub" data-published="{_e(pub["label"])}">{pub["isoscore"]:.6f}</td>'
+        pub_dims = f'<td class="pub" data-published-dims="{_e(pub["label"])}">{pub["effective_dims"]}</td>'
+        if not runs:
+            doc.add(f'<tr data-published-only="{_e(key)}"><td class="t">{_e(pub["label"])}<br>'
+                    f'<span class="na">no run in this store</span></td><td class="na">&ndash;</td>'
+                    + ("" if one_filter else '<td class="na">&ndash;</td>')
+                    + f'<td class="na">&ndash;</td><td>{pub["dim"]}</td>{pub_iso}'
+                    f'<td class="na" colspan="2">not measured here</td>{pub_dims}'
+                    '<td class="na" colspan="3">not measured here</td></tr>')
+        for r in runs:
+            doc.add(f'<tr data-run="{_e(r["run_id"])}">{lead(_e(pub["label"]) + " (" + _e(r["model"]) + ")", r)}'
+                    f'{pub_iso}{metric_cell(r, "isoscore")}'
+                    f'<td data-diff="isoscore">{_diff(r["isoscore"], pub["isoscore"], 6)}</td>'
+                    f'{pub_dims}{metric_cell(r, "effective_dims")}'
+                    f'<td data-diff="effective_dims">{_diff(r["effective_dims"], pub["effective_dims"], 1)}</td>'
+                    f'{metric_cell(r, "avg_cosine")}</tr>')
+    for r in others:
+        flag = ' <span class="flag" title="fewer proteins than dimensions">n &le; d</span>' if _small(r) else ""
+        doc.add(f'<tr data-run="{_e(r["run_id"])}">{lead(_e(r["model"]) + flag, r)}'
+                f'<td class="na pub">not in the paper</td>{metric_cell(r, "isoscore")}<td class="na">&ndash;</td>'
+                f'<td class="na pub">not in the paper</td>{metric_cell(r, "effective_dims")}<td class="na">&ndash;</td>'
+                f'{metric_cell(r, "avg_cosine")}</tr>')
     doc.add("</table>")
-    missing = [k for k in data.PUBLISHED if not any(data.published_for(r["model"], r["model_id"], r["family"])
-                                                     is data.PUBLISHED[k] for r in rows)]
-    if missing:
-        doc.add('<p class="note">Published models without a run in this store (not available here): '
-                + ", ".join(f'{_e(data.PUBLISHED[k]["label"])} ({data.PUBLISHED[k]["isoscore"]:.6f}, '
-                            f'{data.PUBLISHED[k]["effective_dims"]} dims)' for k in missing) + ".</p>")
 
 
 def _spectra(doc: _Doc, store: Store) -> None:
@@ -185,19 +225,29 @@ def _layers(doc: _Doc, store: Store) -> None:
         "layers", "IsoScore and effective dimensions per layer.",
         _prov([r for v in series.values() for r in v]))
     _metric_table(doc, "layer-table", ["run", "layer"], [r for v in series.values() for r in v],
-                  lambda r: f'<td class="t">{_e(r["run_id"])}</td>{metric_cell(r, "layer")}')
+                  lambda r: f'<td class="t id">{_e(r["run_id"])}</td>{metric_cell(r, "layer")}')
 
 
 def _metric_table(doc: _Doc, css_class: str, lead_headers: list[str], rows: list[dict], lead) -> None:
     """A table of metrics rows: the leading cells `lead(row)`, then n, IsoScore, effective dims and
-    average cosine, each tagged with its `metrics` row so the tests can check it against SQL."""
+    average cosine, each tagged with its `metrics` row so the tests can check it against SQL; rows
+    with n <= d (when `d` is known) are flagged."""
     head = "".join(f'<th class="t">{h}</th>' if i == 0 else f"<th>{h}</th>" for i, h in enumerate(lead_headers))
+    flagged = any(_small(r) for r in rows)
     doc.add(f'<table class="{css_class}"><tr>{head}<th>n</th><th>IsoScore</th>'
-            '<th>effective dims</th><th>average cosine</th></tr>')
+            '<th>effective dims</th><th>average cosine</th>' + ('<th class="t">note</th>' if flagged else "")
+            + "</tr>")
     for r in rows:
+        note = ('<td class="t flag" data-flag="n-le-d">n &le; d: IsoScore biased low</td>' if _small(r) else
+                '<td></td>') if flagged else ""
         doc.add(f'<tr>{lead(r)}{metric_cell(r, "n")}{metric_cell(r, "isoscore")}'
-                f'{metric_cell(r, "effective_dims")}{metric_cell(r, "avg_cosine")}</tr>')
+                f'{metric_cell(r, "effective_dims")}{metric_cell(r, "avg_cosine")}{note}</tr>')
     doc.add("</table>")
+
+
+def _small(r: dict) -> bool:
+    """n <= d: fewer vectors than dimensions (IsoScore is biased toward anisotropy there)."""
+    return r.get("d") is not None and r.get("n") is not None and r["n"] <= r["d"]
 
 
 def _checkpoints(doc: _Doc, store: Store) -> None:
@@ -225,21 +275,27 @@ def _groups(doc: _Doc, store: Store, max_bars: int = 15, min_n: int = 10) -> Non
     if not groups:
         doc.empty("No grouped isotropy results (`protiso isotropy --group-by ...`).")
         return
-    doc.add(f'<p class="note">Groups of at least {min_n} proteins, largest first (at most {max_bars}).</p>')
+    doc.add(f'<p class="note">Groups of at least {min_n} proteins, largest first (at most {max_bars}); '
+            "n under each bar. Hatched orange bars have n &le; d (fewer proteins than dimensions): "
+            "their covariance has at most n &minus; 1 non-zero eigenvalues, so IsoScore and effective "
+            "dimensions are biased low there (compare IsoScore* in table metrics).</p>")
     for (run_id, layer, filt, group_by), rows in groups.items():
         shown = [r for r in rows if r["n"] >= min_n][:max_bars]
         if not shown:
             doc.empty(f"{run_id}: no group of {_group_label(group_by)} has {min_n} proteins.")
             continue
         labels = [str(r["group_key"]) if r["group_key"] is not None else "(none)" for r in shown]
-        labels = [s if len(s) <= 28 else s[:26] + "…" for s in labels]
+        labels = [(s if len(s) <= 28 else s[:26] + "…") + f" (n={r['n']})" for s, r in zip(labels, shown)]
+        flags = [_small(r) for r in shown]
         doc.figure(figures.bars(labels, [r["effective_dims"] for r in shown], "effective dimensions",
-                                f"{shown[0]['model']}: by {_group_label(group_by)}"),
+                                f"{shown[0]['model']}: by {_group_label(group_by)}", flags=flags,
+                                flag_label=f"n ≤ d = {shown[0]['d']}: biased low"),
                    f"groups-{run_id}-{layer}", f"Effective dimensions per group ({_group_label(group_by)}), "
-                   f"{len(shown)} largest groups.",
+                   f"{len(shown)} largest groups"
+                   + (f"; {sum(flags)} with n ≤ d (hatched)." if any(flags) else "."),
                    f"run {run_id} layer {layer} filter [{_filter_text(filt)}] group-by [{group_by}] "
                    f"{len(shown)} groups, n={sum(r['n'] for r in shown)} proteins "
-                   f"({min(r['n'] for r in shown)}-{max(r['n'] for r in shown)} per group) "
+                   f"({min(r['n'] for r in shown)}-{max(r['n'] for r in shown)} per group, d={shown[0]['d']}) "
                    f"seed=none (deterministic); protiso {__version__}")
         _metric_table(doc, "group-table", ["group"], shown, lambda r: '<td class="t">'
                       f'{_e(r["group_key"] if r["group_key"] is not None else "(none)")}</td>')
@@ -274,7 +330,8 @@ def _local(doc: _Doc, store: Store) -> None:
         run_filter = store.scalar(data.Q.run_filter, {"run_id": run_id})
         doc.figure(figures.bars([r["group_key"] for r in per], [r["effective_dims"] for r in per],
                                 "effective dimensions", f"{per[0]['model']} layer {layer}", mean,
-                                f"mean {mean:.2f}"),
+                                f"mean {mean:.2f}", flags=[_small(r) for r in per],
+                                flag_label=f"n ≤ d = {per[0]['d']} residues: biased low"),
                    f"local-{run_id}", "Effective dimensions of the residue vectors of each amino-acid type.",
                    f"run {run_id} layer {layer} level local, filter [{_filter_text(run_filter)}] "
                    f"(the proteins embedded), n={sum(r['n'] for r in per)} residues, "
@@ -334,16 +391,35 @@ def _go(doc: _Doc, store: Store, rows: list[dict]) -> None:
         return
     for c in rows:
         bins = data.go_bins(store, c)
-        labels = [f"{b['lo']:.1f}-{b['hi']:.1f}" for b in bins]
-        doc.figure(figures.two_panel_lines(
-            [(c["run_id"], labels, [b["cosine"] for b in bins], [b["identity"] for b in bins])],
-            "GO-term Jaccard overlap of the pair", ("mean cosine similarity", "mean alignment identity")),
-            f"go-{c['pair_set']}-{c['run_id']}", "Embedding similarity and sequence identity against the "
-            "overlap of the two proteins' GO terms.", _pair_prov(c))
+        doc.figure(figures.binned_means(
+            bins, "GO-term Jaccard overlap of the pair",
+            [("cosine", "mean cosine similarity", (-1.0, 1.0)), ("identity", "mean alignment identity", (0.0, 1.0))],
+            f"{c['run_id']} layer {c['layer']}: {sum(b['n_pairs'] for b in bins):,} pairs with GO terms on both sides"),
+            f"go-{c['pair_set']}-{c['run_id']}", f"{c['run_id']} layer {c['layer']}, "
+            f"{sum(b['n_pairs'] for b in bins):,} pairs with GO terms on both sides: mean embedding similarity "
+            "and sequence identity per bin of the overlap of the two proteins' GO terms, with 95% intervals "
+            "of the mean and the pairs per bin; "
+            "the y axes span the quantities' full ranges (cosine −1 to 1, identity 0 to 1).", _pair_prov(c))
+        doc.add('<table class="go-bins"><tr><th class="t">GO Jaccard</th><th>pairs</th><th>mean cosine</th>'
+                '<th>95% interval</th><th>mean identity</th><th>95% interval</th></tr>')
+        for b in bins:
+            doc.add(f'<tr><td class="t">{b["lo"]:.1f}–{b["hi"]:.1f}</td><td>{b["n_pairs"]}</td>'
+                    f'<td>{_e(fmt(b["cosine"]))}</td><td>{_interval(b, "cosine")}</td>'
+                    f'<td>{_e(fmt(b["identity"]))}</td><td>{_interval(b, "identity")}</td></tr>')
+        doc.add("</table>")
         doc.add('<table class="go-table"><tr><th class="t">correlation with GO Jaccard</th><th>Pearson r</th></tr>')
         for key in ("cosine_go_jaccard", "sq_euclidean_go_jaccard", "score_go_jaccard", "identity_go_jaccard"):
             doc.add(f'<tr><td class="t">{key}</td><td data-corr="{key}">{_e(fmt(c.get(key)))}</td></tr>')
         doc.add("</table>")
+
+
+def _interval(b: dict, key: str) -> str:
+    """The 95% interval of a bin's mean (normal approximation), as text."""
+    mean, sd, n = b.get(key), b.get(f"{key}_sd"), b.get("n_pairs") or 0
+    if mean is None or sd is None or n < 2:
+        return "n/a"
+    half = 1.96 * sd / np.sqrt(n)
+    return f"{mean - half:.4f} – {mean + half:.4f}"
 
 
 def _runs(doc: _Doc, store: Store) -> None:
@@ -356,14 +432,45 @@ def _runs(doc: _Doc, store: Store) -> None:
             "revision")
     doc.add('<div class="scroll"><table><tr>' + "".join(f'<th class="t">{c}</th>' for c in cols) + "</tr>")
     for r in runs:
-        doc.add("<tr>" + "".join(f'<td class="t">{_e(r.get(c))}</td>' for c in cols) + "</tr>")
+        doc.add("<tr>" + "".join(f'<td class="t{" id" if c == "run_id" else ""}">{_e(r.get(c))}</td>'
+                                 for c in cols) + "</tr>")
     doc.add("</table></div>")
 
 
 # ---------------------------------------------------------------------------- entry point
 
-def build_report(store: Store, out_dir: str | os.PathLike | None = None) -> Path:
-    """Write the report to out_dir/report.html (default: <store>/report) and return the path."""
+def _settings(doc: _Doc, store: Store, settings: dict | None) -> None:
+    """What the numbers below were computed with: the caller's settings (the demo's), and per run
+    the residue limit with how many proteins it truncated, chunked or skipped."""
+    items = []
+    if settings:
+        items.append("Run with: " + "; ".join(f"{_e(k)} = {_e(_setting_text(v))}" for k, v in settings.items()
+                                              if v is not None and v != ""))
+    for r in data.settings_rows(store):
+        cut = {"truncated": r["n_truncated"], "chunked": r["n_chunked"], "skipped": r["n_skipped"]}
+        done = (r["n_done"] or 0) + (r["n_skipped"] or 0)
+        limit = f"at most {r['max_length']:,} residues per protein" if r["max_length"] else "no residue limit"
+        what = ", ".join(f"{v:,} {k}" for k, v in cut.items() if v)
+        items.append(f'<span data-settings-run="{_e(r["run_id"])}"><b>{_e(r["model"])}</b> (run {_e(r["run_id"])}): '
+                     f"{limit} (longer ones: {_e(r['length_policy'])}"
+                     + (f'; <span class="flag">{what} of {done:,} proteins</span>' if what else "; none affected")
+                     + f"), {_e(r['dtype'])} on {_e(r['device'] or 'n/a')}, layers {_e(_setting_text(r['layers']))}, "
+                     f"filter [{_e(_filter_text(r['filter']))}]</span>")
+    if items:
+        doc.add('<div id="settings"><b>Settings</b><ul>' + "".join(f"<li>{i}</li>" for i in items) + "</ul></div>")
+
+
+def _setting_text(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_setting_text(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def build_report(store: Store, out_dir: str | os.PathLike | None = None, settings: dict | None = None) -> Path:
+    """Write the report to out_dir/report.html (default: <store>/report) and return the path.
+    `settings`: what the caller ran with (the demo's), shown at the top."""
     out = Path(out_dir) if out_dir is not None else store.root / "report"
     if out.exists() and not out.is_dir():
         raise InputError(f"report directory {out} exists and is not a directory")
@@ -379,6 +486,7 @@ def build_report(store: Store, out_dir: str | os.PathLike | None = None) -> Path
             f"Generated {now} by protiso {__version__}. Reproduces and extends "
             "&ldquo;A Look at the Isotropy of Pretrained Protein Language Models&rdquo; "
             "(Hakim, Roy, Rahman; arXiv 2510.10655).</p>")
+    _settings(doc, store, settings)
     doc.add("<nav>" + "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title in SECTIONS) + "</nav>")
     doc.add('<p id="image-check" data-checked="no">Checking images&hellip;</p>')
     for sid, title in SECTIONS:

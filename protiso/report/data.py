@@ -26,12 +26,24 @@ PUBLISHED_LOCAL_PROTBERT = 14     # about 14 effective dimensions per amino-acid
 _STEP_RE = re.compile(r"^(.*)@step(\d+)$")
 
 
-def published_for(model: str | None, model_id: str | None, family: str | None) -> dict | None:
-    """The published row for a run's model, if the paper reports one."""
+def published_key(model: str | None, model_id: str | None, family: str | None) -> str | None:
+    """The key in PUBLISHED of a run's model, if the paper reports it."""
     key = model if model in PUBLISHED else _HF_IDS.get(model_id or "")
     if key is None and family == "proteinbert" and model == "proteinbert":
         key = "proteinbert"
-    return PUBLISHED.get(key) if key else None
+    return key if key in PUBLISHED else None
+
+
+def published_for(model: str | None, model_id: str | None, family: str | None) -> dict | None:
+    """The published row for a run's model, if the paper reports one."""
+    key = published_key(model, model_id, family)
+    return PUBLISHED[key] if key else None
+
+
+def settings_rows(store: Store) -> list[dict]:
+    """Per run, the settings a reader must know to read its numbers: residue limit, what
+    happened to longer proteins, dtype, device, layers and filter."""
+    return store.sql(Q.run_settings).to_pylist()
 
 
 def whole_set_rows(store: Store) -> list[dict]:
@@ -129,7 +141,8 @@ def pair_points(store: Store, row: dict, max_points: int = 200_000) -> dict[str,
 
 
 def go_bins(store: Store, row: dict, bins: int = 5) -> list[dict]:
-    """Mean cosine, squared Euclidean distance and identity per GO-Jaccard bin."""
+    """Per GO-Jaccard bin: pairs, and mean and standard deviation of cosine, squared Euclidean
+    distance and identity."""
     return store.sql(Q.go_bins, {"bins": bins, "pair_set": row["pair_set"], "alignment": row["alignment"],
                                  "run_id": row["run_id"], "layer": row["layer"]}).to_pylist()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -116,9 +115,89 @@ def resolve_layer(run: Run, layer: int | None) -> int:
     return layer
 
 
-def resolve_run(store: Store, model_or_run_id: str, layer: int | None = None) -> Run:
-    """The run named by a run id, or the latest run with embeddings (and `layer`, if given) of a
-    model given as alias / Hugging Face id / directory, as it was passed to `embed`."""
+_HEX_RE = re.compile(r"(?:^|-)([0-9a-f]{8}|[0-9a-f]{16})(?=-|$)")
+SHORT_MIN = 4      # shortest abbreviation of a run's hash, as git abbreviates commits
+
+
+def _hash_parts(run_id: str) -> tuple[str, str] | None:
+    """(hash, suffix) of a run id `<model slug>-<hash>[<suffix>]` (the last 8 or 16 hex digits
+    standing alone, e.g. derived runs `...-1a2b3c4d-l4-center`), or None."""
+    found = list(_HEX_RE.finditer(run_id))
+    if not found:
+        return None
+    m = found[-1]
+    return m.group(1), run_id[m.end(1):]
+
+
+def short_ids(run_ids) -> dict[str, str]:
+    """run id -> its short id: the shortest prefix (at least 4 digits) of the run's hash that no
+    other run shares, plus the id's suffix (`1a2b`, `1a2b-l4-center`). A run id without a hash
+    is its own short id. Every short id resolves back to its run (`resolve_run`)."""
+    ids = list(dict.fromkeys(run_ids))
+    parts = {r: _hash_parts(r) for r in ids}
+    out = {}
+    for r in ids:
+        if parts[r] is None:
+            out[r] = r
+            continue
+        h, suffix = parts[r]
+        others = [p[0] for o, p in parts.items() if o != r and p is not None and p[1] == suffix]
+        k = SHORT_MIN
+        while k < len(h) and any(o.startswith(h[:k]) for o in others):
+            k += 1
+        short = h[:k] + suffix
+        out[r] = short if short not in ids or short == r else r   # never the full id of another run
+    return out
+
+
+def run_short_ids(store: Store) -> dict[str, str]:
+    """run id -> short id for every run in the store."""
+    return short_ids(r.run_id for r in list_runs(store))
+
+
+def _prefix_matches(runs: list[Run], text: str) -> list[Run]:
+    """Runs that `text` abbreviates: a prefix of the run id, or a prefix (4+ digits) of the run's
+    hash followed by the id's exact suffix."""
+    m = re.match(r"^([0-9a-f]{%d,})(.*)$" % SHORT_MIN, text)
+    found = []
+    for run in runs:
+        parts = _hash_parts(run.run_id)
+        if (len(text) >= SHORT_MIN and run.run_id.startswith(text)) or (
+                m and parts and parts[0].startswith(m.group(1)) and parts[1] == m.group(2)):
+            found.append(run)
+    return found
+
+
+def _describe(runs: list[Run], store: Store) -> str:
+    short = run_short_ids(store)
+    return ", ".join(f"{short.get(r.run_id, r.run_id)} ({r.model})" for r in runs)
+
+
+def default_run(store: Store, layer: int | None = None) -> Run:
+    """The run a command uses when no model or run is named: the store's only run with
+    embeddings, else the latest run of the default model (`protiso embed`'s default)."""
+    from protiso.models.registry import DEFAULT_MODEL
+
+    runs = [r for r in list_runs(store) if r.n_done]
+    if len(runs) == 1:
+        return runs[0]
+    if not runs:
+        raise NotFoundError("the store has no embedding runs yet; embed proteins first "
+                            "(`protiso embed`)", param="model")
+    try:
+        return resolve_run(store, DEFAULT_MODEL, layer)
+    except NotFoundError:
+        raise NotFoundError(f"the store has {len(runs)} runs and none of the default model "
+                            f"{DEFAULT_MODEL}; name one: {_describe(runs, store)}", param="model") from None
+
+
+def resolve_run(store: Store, model_or_run_id: str | None, layer: int | None = None) -> Run:
+    """The run named by a run id, a short run id (a unique prefix of the id, or of its hash as
+    shown by `protiso runs`), or the latest run with embeddings (and `layer`, if given) of a
+    model given as alias / Hugging Face id / directory, as it was passed to `embed`. None: the
+    default run (`default_run`)."""
+    if model_or_run_id is None or str(model_or_run_id).strip() == "":
+        return default_run(store, layer)
     run = get_run(store, model_or_run_id)
     if run is not None:
         if layer is not None:
@@ -132,15 +211,27 @@ def resolve_run(store: Store, model_or_run_id: str, layer: int | None = None) ->
             return candidate
         except NotFoundError:
             continue
-    known = [f"{r.run_id} ({r.model})" for r in list_runs(store)]
+    every = list_runs(store)
+    short = short_ids(r.run_id for r in every)
+    exact = [r for r in every if short[r.run_id] == model_or_run_id]
+    matches = exact or _prefix_matches(every, model_or_run_id)
+    if len(matches) == 1:
+        if layer is not None:
+            resolve_layer(matches[0], layer)
+        return matches[0]
+    if len(matches) > 1:
+        raise NotFoundError(f"{model_or_run_id!r} matches {len(matches)} runs: {_describe(matches, store)}; "
+                            "give more of the id", param="model")
     raise NotFoundError(
         f"no embedding run for {model_or_run_id!r}" + (f" with layer {layer}" if layer is not None else "")
-        + (f"; runs in this store: {', '.join(known)}" if known else "; the store has no runs yet"))
+        + (f"; runs in this store: {_describe(every, store)}" if every else "; the store has no runs yet"),
+        param="model")
 
 
-def resolve(store: Store, model_or_run_id: str, layer: int | None = None) -> tuple[Run, int]:
-    """(run, layer) for a model alias or run id and an optional (possibly negative) layer: the
-    one way every command turns what the user typed into stored vectors."""
+def resolve(store: Store, model_or_run_id: str | None, layer: int | None = None) -> tuple[Run, int]:
+    """(run, layer) for a model alias, run id or short run id (None: the default run) and an
+    optional (possibly negative) layer: the one way every command turns what the user typed
+    into stored vectors."""
     run = resolve_run(store, model_or_run_id, layer)
     return run, resolve_layer(run, layer)
 
@@ -153,11 +244,11 @@ def delete_run(store: Store, run_id: str) -> None:
     stats = [store.root / p for (p,) in store.con.execute(Q.stats_paths, {"run_id": run_id}).fetchall()]
     datasets = [embeddings_dataset(run_id), local_dataset(run_id)]
     with store.transaction():
-        store.con.execute(Q.delete_run, {"run_id": run_id, "embeddings": datasets[0], "local": datasets[1]})
+        store.execute(Q.delete_run, {"run_id": run_id, "embeddings": datasets[0], "local": datasets[1]})
     for f in stats:
         f.unlink(missing_ok=True)
-    for d in datasets:
-        shutil.rmtree(store.dataset_dir(d), ignore_errors=True)
+    for d in datasets:                   # its files, on local disk or at the data location
+        store.delete_dataset(d)
     store.refresh_views()
 
 

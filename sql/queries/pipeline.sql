@@ -38,7 +38,7 @@ SELECT count(*) FROM proteins
 -- name: demo_isotropy
 -- The demo's summary: whole-set global isotropy at each run's last layer.
 SELECT model, layer, n, d, isoscore, effective_dims, avg_cosine FROM isotropy_summary
-WHERE level = 'global' AND filter = ''
+WHERE level = 'global' AND filter = $filter
   AND layer = (SELECT list_max(layers) FROM runs r WHERE r.run_id = isotropy_summary.run_id)
 
 -- name: top_organisms

@@ -41,12 +41,15 @@ WHERE pair_set = $pair_set AND alignment = $alignment AND run_id = $run_id AND l
 ORDER BY hash(pair_id) LIMIT $max_points
 
 -- name: go_bins
--- Mean cosine, squared Euclidean distance and identity per GO-Jaccard bin.
+-- Per GO-Jaccard bin: pairs, and mean and standard deviation of cosine, squared Euclidean distance
+-- and identity.
 WITH b AS (SELECT least(floor(go_jaccard * $bins), $bins - 1)::INTEGER AS k, * FROM pair_metrics
            WHERE pair_set = $pair_set AND alignment = $alignment AND run_id = $run_id AND layer = $layer
              AND go_jaccard IS NOT NULL)
 SELECT k / $bins::DOUBLE AS lo, (k + 1) / $bins::DOUBLE AS hi, count(*) AS n_pairs, avg(cosine) AS cosine,
-       avg(sq_euclidean) AS sq_euclidean, avg(identity) AS identity
+       stddev_samp(cosine) AS cosine_sd, avg(sq_euclidean) AS sq_euclidean,
+       stddev_samp(sq_euclidean) AS sq_euclidean_sd, avg(identity) AS identity,
+       stddev_samp(identity) AS identity_sd
 FROM b GROUP BY k ORDER BY k
 
 -- name: runs
@@ -54,6 +57,12 @@ FROM b GROUP BY k ORDER BY k
 SELECT run_id, model, model_id, family, dim, layers, pooling, dtype, device, length_policy, max_length,
        status, n_done, n_truncated, n_skipped, n_failed, n_residues, local_stats, filter, revision,
        software_version
+FROM runs ORDER BY created_at, run_id
+
+-- name: run_settings
+-- Per run: residue limit, length policy and what it did, dtype, device, layers and filter.
+SELECT run_id, model, max_length, length_policy, n_done, n_truncated, n_chunked, n_skipped, n_failed,
+       dtype, device, layers, filter
 FROM runs ORDER BY created_at, run_id
 
 -- name: run_filter

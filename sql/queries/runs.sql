@@ -1,17 +1,19 @@
 -- The run catalog (protiso.runs).
 
 -- name: all_runs
--- Every run, oldest first.
-SELECT * FROM runs ORDER BY created_at, run_id
+-- Every run, oldest first (status as it is now: see view run_state).
+SELECT r.* REPLACE (s.status AS status) FROM runs r JOIN run_state s USING (run_id)
+ORDER BY r.created_at, r.run_id
 
 -- name: run_by_id
--- One run by its id.
-SELECT * FROM runs WHERE run_id = $run_id
+-- One run by its id (status as it is now: see view run_state).
+SELECT r.* REPLACE (s.status AS status) FROM runs r JOIN run_state s USING (run_id) WHERE r.run_id = $run_id
 
 -- name: runs_of_model
 -- Runs with embeddings of a model named as passed to embed (alias, hub id, directory), newest first.
-SELECT * FROM runs WHERE (model = $model OR model_id = $model) AND n_done > 0
-ORDER BY updated_at DESC, created_at DESC
+SELECT r.* REPLACE (s.status AS status) FROM runs r JOIN run_state s USING (run_id)
+WHERE (r.model = $model OR r.model_id = $model) AND r.n_done > 0
+ORDER BY r.updated_at DESC, r.created_at DESC
 
 -- name: stats_paths
 -- The per-residue-type statistics files of a run.
@@ -46,6 +48,20 @@ UPDATE runs SET status = 'running', device = $device, max_tokens = $max_tokens, 
     load_seconds = $load_seconds, software_version = $version, details = $details,
     parity_cosine = coalesce($parity, parity_cosine), updated_at = current_timestamp
 WHERE run_id = $run_id
+
+-- name: latest_invocation
+-- A run's stored status with its latest invocation's process (pid, host, start), if any.
+SELECT r.status, i.pid, i.host, i.pid_start, i.started_at
+FROM runs r JOIN run_invocations i USING (run_id)
+WHERE r.run_id = $run_id ORDER BY i.started_at DESC LIMIT 1
+
+-- name: run_has_parts
+-- Whether a dataset has registered parts.
+SELECT count(*) > 0 FROM parts WHERE dataset = $dataset
+
+-- name: record_invocation
+-- An invocation of a run: its filter and the process running it (so a dead one shows 'interrupted').
+INSERT INTO run_invocations (run_id, filter, pid, host, pid_start) VALUES ($run_id, $filter, $pid, $host, $pid_start)
 
 -- name: insert_run
 -- A new embedding run.
@@ -93,35 +109,6 @@ UPDATE runs SET residues_per_s = $rate, updated_at = current_timestamp WHERE run
 -- name: probe_sequences
 -- A few proteins of the selection for the --dtype auto parity probe ($subset: validated subquery).
 SELECT sequence FROM proteins WHERE accession IN ($subset) ORDER BY accession LIMIT 8
-
--- name: select_todo
--- The resume rule: the selected proteins ($subset) not yet embedded, failed, or missing from the
--- statistics / stored local vectors that are asked for, shortest first, numbered from 0.
-CREATE OR REPLACE TEMP TABLE _protiso_todo AS
-SELECT row_number() OVER (ORDER BY length, accession) - 1 AS idx, * FROM (
-    SELECT p.accession, p.length, r.status AS prev, coalesce(r.in_stats, false) AS in_stats,
-           coalesce(r.local_stored, false) AS local_stored
-    FROM proteins p LEFT JOIN run_proteins r ON r.run_id = $run_id AND r.accession = p.accession
-    WHERE p.accession IN ($subset)
-      AND (r.status IS NULL OR r.status = 'failed'
-           OR ($local_stats AND r.status IN ('done', 'truncated', 'chunked') AND NOT r.in_stats)
-           OR ($store_local AND r.status IN ('done', 'truncated', 'chunked') AND NOT r.local_stored))
-    ORDER BY p.length, p.accession
-    LIMIT $limit)
-
--- name: todo_size
--- Proteins and residues to do.
-SELECT count(*), coalesce(sum(length), 0) FROM _protiso_todo
-
--- name: todo_window
--- One window of the to-do list with sequences.
-SELECT t.accession, t.length, t.prev, t.in_stats, t.local_stored, p.sequence
-FROM _protiso_todo t JOIN proteins p USING (accession)
-WHERE t.idx >= $lo AND t.idx < $hi ORDER BY t.idx
-
--- name: drop_todo
--- The to-do list is per invocation.
-DROP TABLE IF EXISTS _protiso_todo
 
 -- name: layer_vectors
 -- One layer of a run's global vectors ($source: read_parquet over the run's parts).

@@ -1,10 +1,22 @@
+-- Each run's status as it is now: a run whose latest invocation's process has died (killed,
+-- crashed, kill -9) shows 'interrupted' instead of the 'running' it left in `runs`.
+CREATE OR REPLACE TEMP VIEW run_state AS
+SELECT r.run_id,
+       CASE WHEN r.status = 'running' AND i.pid IS NOT NULL
+                 AND NOT protiso_process_alive(i.host, i.pid, i.pid_start) THEN 'interrupted'
+            ELSE r.status END AS status
+FROM runs r LEFT JOIN (
+    SELECT run_id, pid, host, pid_start FROM run_invocations
+    QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY started_at DESC) = 1
+) i USING (run_id);
+
 -- One line per embedding run with its counts and throughput (see `protiso runs`).
 CREATE OR REPLACE TEMP VIEW run_summary AS
-SELECT run_id, model, family, dim, layers, dtype, device, length_policy, max_length, status,
+SELECT run_id, model, family, dim, layers, dtype, device, length_policy, max_length, s.status,
        n_done, n_truncated, n_chunked, n_skipped, n_failed, n_residues,
        round(seconds, 1) AS seconds, round(residues_per_s, 1) AS residues_per_s,
        local_stats, revision, created_at, updated_at
-FROM runs ORDER BY created_at, run_id;
+FROM runs JOIN run_state s USING (run_id) ORDER BY created_at, run_id;
 
 -- Proteins of each run that were not embedded as a whole, with the reason.
 CREATE OR REPLACE TEMP VIEW run_problems AS

@@ -24,3 +24,12 @@ WHERE false;
 CREATE OR REPLACE TEMP VIEW pair_go AS
 SELECT NULL::VARCHAR AS pair_set, NULL::BIGINT AS pair_id, NULL::DOUBLE AS go_jaccard
 WHERE false;
+
+-- One row per pair set: its definition and the finished computations over it (`pairs list`).
+CREATE OR REPLACE TEMP VIEW pair_set_summary AS
+SELECT s.name, s.strategy, s.seed, s.filter, s.n_population, s.n_proteins, s.n_pairs,
+       coalesce(list(j.kind || ':' || j.key ORDER BY j.kind, j.key) FILTER (WHERE j.status = 'done'),
+                []::VARCHAR[]) AS computed,
+       s.created_at
+FROM pair_sets s LEFT JOIN pair_jobs j ON j.pair_set = s.name
+GROUP BY ALL;

@@ -28,3 +28,47 @@ FROM query_table(relation)
 GROUP BY ALL;
 
 CREATE OR REPLACE TEMP VIEW pair_correlations AS SELECT * FROM correlation_matrix('pair_metrics');
+
+-- The matrix as a square (what `protiso correlate` prints): per group, one row per variable
+-- and one column per variable, 1 on the diagonal. Order rows by `variable_order`.
+CREATE OR REPLACE TEMP MACRO correlation_square(relation) AS TABLE
+SELECT c.pair_set, c.alignment, c.run_id, c.layer, c.n_pairs, v.variable_order, v.variable,
+       CASE v.variable WHEN 'cosine' THEN 1.0::DOUBLE WHEN 'sq_euclidean' THEN c.cosine_sq_euclidean
+            WHEN 'score' THEN c.cosine_score WHEN 'identity' THEN c.cosine_identity
+            ELSE c.cosine_go_jaccard END AS cosine,
+       CASE v.variable WHEN 'cosine' THEN c.cosine_sq_euclidean WHEN 'sq_euclidean' THEN 1.0::DOUBLE
+            WHEN 'score' THEN c.sq_euclidean_score WHEN 'identity' THEN c.sq_euclidean_identity
+            ELSE c.sq_euclidean_go_jaccard END AS sq_euclidean,
+       CASE v.variable WHEN 'cosine' THEN c.cosine_score WHEN 'sq_euclidean' THEN c.sq_euclidean_score
+            WHEN 'score' THEN 1.0::DOUBLE WHEN 'identity' THEN c.score_identity
+            ELSE c.score_go_jaccard END AS score,
+       CASE v.variable WHEN 'cosine' THEN c.cosine_identity WHEN 'sq_euclidean' THEN c.sq_euclidean_identity
+            WHEN 'score' THEN c.score_identity WHEN 'identity' THEN 1.0::DOUBLE
+            ELSE c.identity_go_jaccard END AS identity,
+       CASE v.variable WHEN 'cosine' THEN c.cosine_go_jaccard WHEN 'sq_euclidean' THEN c.sq_euclidean_go_jaccard
+            WHEN 'score' THEN c.score_go_jaccard WHEN 'identity' THEN c.identity_go_jaccard
+            ELSE 1.0::DOUBLE END AS go_jaccard
+FROM correlation_matrix(relation) c,
+     (VALUES (1, 'cosine'), (2, 'sq_euclidean'), (3, 'score'), (4, 'identity'), (5, 'go_jaccard'))
+       v(variable_order, variable);
+
+CREATE OR REPLACE TEMP VIEW pair_correlation_matrix AS SELECT * FROM correlation_square('pair_metrics');
+
+-- Identity regimes (the paper's scatter plots in numbers): per identity bin
+-- [k/bins, (k+1)/bins) the pair count, mean, standard deviation and 10/50/90th percentiles of
+-- cosine and squared Euclidean distance, and the mean GO Jaccard. Pairs without an identity
+-- (an empty local alignment) are left out.
+CREATE OR REPLACE TEMP MACRO pair_identity_regimes(bins := 10) AS TABLE
+WITH b AS (
+    SELECT least(floor(identity * bins), bins - 1)::INTEGER AS k, *
+    FROM pair_metrics WHERE identity IS NOT NULL)
+SELECT pair_set, alignment, run_id, layer,
+       k / bins::DOUBLE AS identity_from, (k + 1) / bins::DOUBLE AS identity_to, count(*) AS n_pairs,
+       avg(cosine) AS cosine_mean, stddev_samp(cosine) AS cosine_std,
+       quantile_cont(cosine, 0.1) AS cosine_p10, median(cosine) AS cosine_p50,
+       quantile_cont(cosine, 0.9) AS cosine_p90,
+       avg(sq_euclidean) AS sq_euclidean_mean, stddev_samp(sq_euclidean) AS sq_euclidean_std,
+       quantile_cont(sq_euclidean, 0.1) AS sq_euclidean_p10, median(sq_euclidean) AS sq_euclidean_p50,
+       quantile_cont(sq_euclidean, 0.9) AS sq_euclidean_p90,
+       avg(go_jaccard) AS go_jaccard_mean
+FROM b GROUP BY pair_set, alignment, run_id, layer, k;

@@ -18,3 +18,5 @@ SELECT pair_set, alignment, run_id, layer, pair_id,
 FROM pair_metrics;
 
 CREATE OR REPLACE TEMP VIEW pair_correlations_spearman AS SELECT * FROM correlation_matrix('pair_ranks');
+
+CREATE OR REPLACE TEMP VIEW pair_correlation_matrix_spearman AS SELECT * FROM correlation_square('pair_ranks');

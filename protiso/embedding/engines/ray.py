@@ -1,48 +1,30 @@
-"""The Ray engine of `embed`: the driver plans the work (same selection and resume rule as the
-local engine, see protiso.embedding.plan) and hands it to Ray Data as Arrow blocks in the object store (not
-through read_parquet, whose listing task would wait for a CPU that the actors hold on CPU-only
-clusters); a pool of `EmbedActor`s (one model load each) runs the same `Embedder` code. Each
-actor task writes its Parquet parts atomically into the run's directories and returns the part list, the per-protein statuses and the statistics of its proteins; the driver
-feeds these to the same `RunWriter` as the local engine, which registers them in the catalog."""
+"""The Ray engine of `embed`. The driver walks the same plan as the local engine
+(protiso.embedding.plan: pages of the to-do set, windows sorted by length) and cuts each window
+into tasks where the embedder starts a batch (`plan.cut_tasks`), so an actor forms exactly the
+batches the local engine forms and writes bit-identical vectors (unless a batch runs out of
+memory and is halved). Tasks stream to a pool of `EmbedActor`s (protiso.cluster.ActorPool: one
+model load each, at most two tasks queued per actor, so the driver's memory stays bounded and the
+first task starts once the first page is read). Each actor runs the same `Embedder`, writes its
+Parquet parts atomically into the run's dataset directories and returns the part list, the
+per-protein statuses and the statistics of its proteins; the driver feeds these to the same
+`RunWriter` as the local engine, which registers them in the catalog."""
 from __future__ import annotations
 
-import json
 import time
 from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 
-from protiso.cluster import connect, resources, results, unwrap
-from protiso.embedding.compute import Embedder, Protein
+from protiso.cluster import DEFAULT_TIMEOUT, ActorPool, connect, resources, unwrap
+from protiso.embedding.compute import Embedder
 from protiso.embedding.config import resolve_config
+from protiso.embedding.plan import Window, cut_tasks, task_size
 from protiso.errors import ProtisoError
-from protiso.isotropy.stats import SufficientStats, stats_from_bytes, stats_to_bytes
 from protiso.models import load
 from protiso.runs import Chunk, embeddings_dataset, local_dataset
+from protiso.runs.writer import part_metadata
 from protiso.store import write_part_file
-
-TODO_SCHEMA = pa.schema([("idx", pa.int64()), ("accession", pa.string()), ("sequence", pa.string()),
-                         ("length", pa.int32()), ("status", pa.string()), ("write", pa.bool_()),
-                         ("stats", pa.bool_()), ("local", pa.bool_())])
-
-
-def layered_to_bytes(stats: dict[int, dict[str, SufficientStats]] | None) -> bytes:
-    """layer -> residue type -> statistics, as bytes in the one statistics format."""
-    if not stats:
-        return b""
-    return stats_to_bytes({f"{la}:{ord(aa)}": s for la, per in stats.items() for aa, s in per.items()})
-
-
-def layered_from_bytes(data: bytes, layers: list[int]) -> dict[int, dict[str, SufficientStats]] | None:
-    if not data:
-        return None
-    out: dict[int, dict[str, SufficientStats]] = {la: {} for la in layers}
-    for key, s in stats_from_bytes(data).items():
-        la, code = (int(x) for x in key.split(":"))
-        out.setdefault(la, {})[chr(code)] = s
-    return out
-
 
 def _resolve_remote(model: str, device: str, weights: str | None, offline: bool | None, settings: dict):
     """On a worker (so with the workers' device): load the model and resolve the run settings."""
@@ -50,11 +32,11 @@ def _resolve_remote(model: str, device: str, weights: str | None, offline: bool 
 
 
 class EmbedActor:
-    """A Ray Data map_batches actor: loads the model once, then embeds Arrow batches of the todo
-    list, writes their parts and returns one row describing them."""
+    """Loads the model once, then embeds tasks (Arrow tables in WINDOW_SCHEMA, length-sorted),
+    writes their parts and returns what the driver registers."""
 
     def __init__(self, model: str, device: str, weights: str | None, offline: bool | None, cfg, run_id: str,
-                 policy: str, local_stats: bool, dirs: dict[str, str]):
+                 policy: str, local_stats: bool, dirs: dict[str, str], metadata: dict[str, dict]):
         adapter = load(model, device, weights, offline)
         if adapter.revision != cfg.revision or adapter.dim != cfg.dim:
             raise ProtisoError(f"a Ray worker loaded {model} at revision {adapter.revision} (dim {adapter.dim}), "
@@ -62,35 +44,30 @@ class EmbedActor:
                                "the same model files")
         adapter.set_dtype(cfg.dtype)
         self.embedder = Embedder(adapter, cfg, run_id, policy, local_stats)
-        self.dirs = dirs
+        self.dirs, self.metadata = dirs, metadata
 
-    def __call__(self, batch: pa.Table) -> dict:
-        cols = {name: batch.column(name).to_pylist() for name in batch.column_names}
-        order = np.argsort(np.asarray(cols["length"]), kind="stable")   # batches stay length-sorted
-        prots = [Protein(cols["accession"][i], cols["sequence"][i], cols["length"][i], cols["status"][i],
-                          write=cols["write"][i], stats=cols["stats"][i], local=cols["local"][i]) for i in order]
-        self.embedder.process(prots)
+    def __call__(self, table: pa.Table) -> dict:
+        self.embedder.process(Window(0, table, []).proteins())
         chunk = self.embedder.take()
-        parts = []
-        for dataset, table in chunk.tables:
-            path = write_part_file(self.dirs[dataset], table)
-            parts.append((dataset, str(path), table.num_rows))
-        return {"idx": [np.asarray(cols["idx"], np.int64).tobytes()], "parts": [json.dumps(parts)],
-                "statuses": [json.dumps(chunk.statuses)], "counts": [json.dumps(chunk.counts)],
-                "stats": [layered_to_bytes(chunk.stats)], "n": [chunk.n_proteins], "residues": [chunk.residues]}
+        parts = [(dataset, str(write_part_file(self.dirs[dataset], t, self.metadata.get(dataset))), t.num_rows)
+                 for dataset, t in chunk.tables]
+        return {"parts": parts, "statuses": chunk.statuses, "counts": chunk.counts, "stats": chunk.stats,
+                "n": chunk.n_proteins, "residues": chunk.residues}
 
 
 class RayEmbedEngine:
-    """Runs the embedding of one `embed` call on a Ray cluster (see the module docstring)."""
+    """Runs the embedding of one `embed` call on a Ray cluster (see the module docstring).
+    task_rows None: chosen from the number of proteins and workers (`task_size`)."""
 
     def __init__(self, model: str, device: str, weights: str | None, offline: bool | None,
                  address: str | None = None, workers: int | None = None, gpus_per_worker: float | None = None,
-                 cpus_per_worker: float = 1.0, task_rows: int = 512):
-        self.ray = connect(address)
+                 cpus_per_worker: float = 1.0, task_rows: int | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 verbose: bool = False):
+        if task_rows is not None and task_rows < 1:
+            raise ProtisoError(f"proteins per task must be >= 1, got {task_rows}")
+        self.ray = connect(address, timeout, verbose)
         self.model, self.device, self.weights, self.offline = model, device, weights, offline
         self.gpus, self.cpus, self.workers = resources(self.ray, gpus_per_worker, cpus_per_worker, workers)
-        if task_rows < 1:
-            raise ProtisoError("task_rows must be >= 1")
         self.task_rows = task_rows
         self.overhead: dict = {}
 
@@ -102,60 +79,47 @@ class RayEmbedEngine:
         except Exception as exc:   # noqa: BLE001 - Ray wraps the worker's exception
             raise unwrap(exc) from None
 
-    def run(self, store, run, cfg, policy: str, local_stats: bool,
-            windows: Iterator[tuple[int, list, list[tuple]]], n_total: int,
-            on_chunk: Callable[[object, list[tuple]], None]) -> None:
-        """Plan -> Arrow blocks -> actors -> `on_chunk(Chunk, skipped)` per finished task."""
-        ray = self.ray
-        refs, n = [], 0
-        for _, prots, skipped in windows:     # the driver's plan, as Arrow blocks in the object store
-            if skipped:
-                on_chunk(None, skipped)
-            for lo in range(0, len(prots), self.task_rows):   # one block per actor task
-                block = prots[lo:lo + self.task_rows]
-                refs.append(ray.put(pa.table({
-                    "idx": np.arange(n, n + len(block), dtype=np.int64),
-                    "accession": [p.accession for p in block], "sequence": [p.sequence for p in block],
-                    "length": [p.length for p in block], "status": [p.status for p in block],
-                    "write": [p.write for p in block], "stats": [p.stats for p in block],
-                    "local": [p.local for p in block]}, schema=TODO_SCHEMA)))
-                n += len(block)
-        if n == 0:
-            return
-        dirs = {d: str(store.dataset_dir(d)) for d in (embeddings_dataset(run.run_id), local_dataset(run.run_id))}
-        ds = ray.data.from_arrow_refs(refs).map_batches(
-            EmbedActor, fn_constructor_args=(self.model, self.device, self.weights, self.offline, cfg,
-                                             run.run_id, policy, local_stats, dirs),
-            batch_size=self.task_rows, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=self.cpus, num_gpus=self.gpus)
-        del refs
-        seen = np.zeros(n, bool)     # a task retried by Ray must not be registered twice
-        stats, t_wait = {"results": 0, "driver_s": 0.0}, time.perf_counter()
-        it = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
-        try:
-            self._consume(store, it, seen, cfg, on_chunk, stats)
-        finally:
-            close = getattr(it, "close", None)
-            if close:
-                close()          # stops the pipeline (and its actors) if we leave early
-        self.overhead = {"results": stats["results"], "driver_seconds": stats["driver_s"],
-                         "wall_seconds": time.perf_counter() - t_wait}
+    def tasks(self, windows: Iterator[Window], cfg, task_rows: int,
+              on_skipped: Callable[[list[tuple]], None]) -> Iterator[tuple[int, tuple]]:
+        """(task number, (Arrow table,)) per task, cut at batch boundaries; skipped statuses are
+        handed to `on_skipped` as their windows pass."""
+        n = 0
+        for w in windows:
+            if w.skipped:
+                on_skipped(w.skipped)
+            t = w.table
+            if not t.num_rows:
+                continue
+            cuts, _ = cut_tasks(t.column("length").to_numpy(), t.column("status").to_numpy(zero_copy_only=False),
+                                task_rows, cfg.max_length, cfg.overlap, cfg.max_tokens)
+            for a, b in cuts:        # take() copies: a pickled slice would ship the whole page
+                yield n, (t.take(pa.array(np.arange(a, b))),)
+                n += 1
 
-    @staticmethod
-    def _consume(store, it, seen, cfg, on_chunk, stats) -> None:
-        for batch in results(it):
+    def run(self, store, run, cfg, policy: str, local_stats: bool, windows: Iterator[Window], n_total: int,
+            on_chunk: Callable[[object, list[tuple]], None]) -> None:
+        """Plan windows -> tasks -> actors -> `on_chunk(Chunk, skipped)` per finished task."""
+        task_rows = self.task_rows or task_size(n_total, self.workers)
+        datasets = (embeddings_dataset(run.run_id), local_dataset(run.run_id))
+        dirs = {d: str(store.dataset_dir(d)) for d in datasets}
+        metadata = {d: store.part_metadata(d, part_metadata(run, d)) for d in datasets}
+        pool = ActorPool(self.ray, EmbedActor, (self.model, self.device, self.weights, self.offline, cfg,
+                                                run.run_id, policy, local_stats, dirs, metadata),
+                         self.workers, self.cpus, self.gpus)
+        stats = {"results": 0, "driver_s": 0.0, "first_result_s": None}
+        t0 = time.perf_counter()
+
+        def done(_key, res: dict) -> None:
             t_in = time.perf_counter()
-            for row in batch.to_pylist():
-                idx = np.frombuffer(row["idx"], np.int64)
-                parts = [tuple(p) for p in json.loads(row["parts"])]
-                if seen[idx].any():
-                    for _, path, _ in parts:
-                        store.root.joinpath(path).unlink(missing_ok=True)
-                    continue
-                seen[idx] = True
-                chunk = Chunk([], [tuple(s) for s in json.loads(row["statuses"])], json.loads(row["counts"]),
-                              layered_from_bytes(row["stats"], cfg.layers), row["n"], row["residues"],
-                              parts=parts, indices=idx)
-                on_chunk(chunk, [])
-                stats["results"] += 1
+            if stats["first_result_s"] is None:
+                stats["first_result_s"] = t_in - t0
+            on_chunk(Chunk([], [tuple(s) for s in res["statuses"]], res["counts"], res["stats"], res["n"],
+                           res["residues"], parts=[tuple(p) for p in res["parts"]]), [])
+            stats["results"] += 1
             stats["driver_s"] += time.perf_counter() - t_in
+
+        pool.run(self.tasks(windows, cfg, task_rows, lambda skipped: on_chunk(None, skipped)), done)
+        self.overhead = {"results": stats["results"], "driver_seconds": stats["driver_s"],
+                         "wall_seconds": time.perf_counter() - t0, "first_result_s": stats["first_result_s"],
+                         "first_actor_ready_s": pool.first_ready, "task_rows": task_rows,
+                         "actors_replaced": pool.replaced}
