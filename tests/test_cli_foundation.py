@@ -79,7 +79,9 @@ def test_sql_errors(invoke, tmp_path):
     root = tmp_path / "s"
     missing = invoke("--store", root, "sql", "SELECT 1")
     assert missing.exit_code == 1 and "no store at" in missing.stderr
-    invoke("--store", root, "info")
+    assert not root.exists()                       # a read command never creates a store
+    fasta, go, flat = sample_files()
+    assert invoke("--store", root, "ingest", flat).exit_code == 0
     bad = invoke("--store", root, "sql", "SELECT nope FROM proteins")
     assert bad.exit_code == 1 and "query failed" in bad.stderr and "nope" in bad.stderr
     readonly = invoke("--store", root, "sql", "DELETE FROM proteins")
@@ -92,8 +94,12 @@ def test_sql_errors(invoke, tmp_path):
 
 def test_store_from_environment(invoke, tmp_path, monkeypatch):
     monkeypatch.setenv("PROTISO_STORE", str(tmp_path / "env_store"))
-    assert invoke("info").exit_code == 0
+    missing = invoke("info")
+    assert missing.exit_code == 1 and "no store at" in missing.stderr and str(tmp_path / "env_store") in missing.stderr
+    fasta, go, flat = sample_files()
+    assert invoke("ingest", flat).exit_code == 0
     assert (tmp_path / "env_store" / "protiso.duckdb").exists()
+    assert invoke("info").exit_code == 0
 
 
 def test_help_and_version(invoke):

@@ -194,7 +194,7 @@ def test_per_residue_gives_local_statistics_and_vectors(sample_store, tmp_path, 
     res = {r.group_key: r for r in isotropy(sample_store, run.run_id, level="local", save=False)}
     L = np.array(by_aa["L"])
     assert res["L"].metrics.n == len(L)
-    assert res["L"].metrics.isoscore == pytest.approx(float(IsoScoreRef.IsoScore(L)), rel=1e-9, abs=1e-12)
+    assert res["L"].metrics.isoscore == pytest.approx(float(IsoScoreRef.IsoScore(L)), rel=2e-6)  # stored vectors are float32: the pass multiplies centred float32 blocks (stated bound 2e-6 relative)
     # stored residue vectors, the layout embed --store-local writes
     acc, seq = prots[0]
     local = sample_store.sql("SELECT position, residue, embedding FROM local_embeddings WHERE run_id = $r AND "

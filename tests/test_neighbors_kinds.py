@@ -196,3 +196,18 @@ def test_no_inline_sql_in_neighbors_modules():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and sql.match(node.value):
                 pytest.fail(f"{path.name}:{node.lineno}: inline SQL {node.value[:40]!r}")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_pca_hnsw_on_a_handful_of_vectors(store, metric):
+    """Fewer vectors than the default PCA dimensions: the projection keeps n of them, and every
+    vector is found in exact order."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((5, 16)).astype(np.float32) + 2.0
+    write_run(store, "tiny", [f"T{i}" for i in range(5)], X, other_layer=False)
+    info, _ = build_index(store, "tiny", LAYER, "pca-hnsw", metric)
+    assert info.params["pca"] == 5
+    D, I, _ = search_vectors(nn_index.load_faiss(info), info, X, 5)
+    ref_ids, ref_s = brute(X, X, 5, metric)
+    np.testing.assert_array_equal(I, ref_ids)
+    np.testing.assert_allclose(D, ref_s, rtol=1e-4, atol=1e-5)

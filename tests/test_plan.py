@@ -4,23 +4,14 @@ planning cost that grows linearly (10 M proteins: set PROTISO_TEST_10M=1)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 import tiny_models
 from protiso import open_store
 from protiso.embedding import plan
 from protiso.embedding.compute import chunk_windows, pack, piece_widths
 from protiso.query import as_subset
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_plan import CHILD, synthetic_store  # noqa: E402
 
 
 def _walk(store, run_id, where=None, local_stats=False, max_length=10_000, long="truncate", limit=None,
@@ -116,36 +107,3 @@ def test_plan_only_mode_walks_without_writing(sample_store, invoke, tmp_path):
     assert report["proteins"] == report["to_embed"] == n and report["windows"] >= 1 and report["batches"] >= 1
     with open_store(sample_store.root) as s:
         assert s.scalar("SELECT count(*) FROM runs") == 0          # nothing written
-
-
-def _plan_child(root: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT)), "plan", str(root), ""],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def test_planning_cost_grows_linearly(tmp_path):
-    """4x the proteins costs about 4x (the planner before paging took 11.4x); CPU time, as the
-    machine may be shared."""
-    small, large = tmp_path / "small", tmp_path / "large"
-    synthetic_store(small, 100_000, mean_length=30)
-    synthetic_store(large, 400_000, mean_length=30)
-    a, b = _plan_child(small), _plan_child(large)
-    assert (a["proteins"], b["proteins"]) == (100_000, 400_000)
-    assert b["cpu_s"] / a["cpu_s"] < 6, (a, b)
-    assert b["peak_rss_mb"] < 1024
-
-
-@pytest.mark.skipif(os.environ.get("PROTISO_TEST_10M") != "1", reason="builds 10 M proteins (minutes): "
-                    "set PROTISO_TEST_10M=1")
-def test_planning_10m_proteins_meets_its_targets(tmp_path_factory):
-    root = Path(os.environ.get("PROTISO_TEST_10M_DIR") or tmp_path_factory.mktemp("plan10m") / "store")
-    if not (root / "protiso.duckdb").exists():
-        synthetic_store(root, 10_000_000)
-    load = os.getloadavg()[0]
-    r = _plan_child(root)
-    assert r["proteins"] == 10_000_000
-    assert r["cpu_s"] <= 60 and r["peak_rss_mb"] <= 2048, r
-    if load + os.getloadavg()[0] < 2 * (os.cpu_count() or 1):    # wall time says something on an idle machine
-        assert r["wall_s"] <= 60, r

@@ -89,12 +89,12 @@ def test_metrics_match_independent_computations(analysed):
             assert iso == pytest.approx(float(IsoScoreRef.IsoScore(X64)), rel=1e-6)
             U = X64 / np.linalg.norm(X64, axis=1, keepdims=True)
             C = U @ U.T
-            assert avg_cos == pytest.approx((C.sum() - 170) / (170 * 169), rel=1e-9)
+            assert avg_cos == pytest.approx((C.sum() - 170) / (170 * 169), rel=2e-6)  # stored vectors are float32: the pass multiplies centred float32 blocks (stated bound 2e-6 relative)
             # stored spectrum = eigenvalues of the sample covariance (brute force)
             spec = [r for r in stored_spectra(s, rid).to_pylist() if r["layer"] == layer]
             lam = np.sort(np.linalg.eigvalsh(np.cov(X64.T)))[::-1]
             got = np.array([r["eigenvalue"] for r in sorted(spec, key=lambda r: r["rank"])])
-            np.testing.assert_allclose(got, np.clip(lam, 0, None), rtol=1e-6, atol=1e-9 * lam[0])
+            np.testing.assert_allclose(got, np.clip(lam, 0, None), rtol=2e-6, atol=2e-6 * lam[0])  # float32 pass: error scales with the top eigenvalue
         # per-organism group: recompute the Takifugu group from its embeddings
         accs, X = load_embeddings(s, rid, 4, where="organism LIKE 'Takifugu%'")
         iso, n = s.one("SELECT isoscore, n FROM metrics_latest WHERE run_id = ? AND layer = 4 AND "

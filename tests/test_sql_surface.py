@@ -40,7 +40,7 @@ def test_isotropy_udf_equals_cli_group_by(run_root, invoke):
         for field in ("isoscore", "effective_dims", "avg_cosine", "effective_rank", "var_top1"):
             if cli[key][field] is None:
                 continue
-            assert row[field] == pytest.approx(cli[key][field], rel=1e-9), field
+            assert row[field] == pytest.approx(cli[key][field], rel=2e-6), field  # stored vectors are float32: the pass multiplies centred float32 blocks (state; the UDF is float64)
 
 
 def test_isotropy_udf_matches_reference_package(run_root, invoke):

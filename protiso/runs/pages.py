@@ -130,16 +130,50 @@ def _page_header(fh: BinaryIO, offset: int) -> tuple[dict, int]:
 # ---------------------------------------------------------------------------------------------
 # Pages -> float values
 # ---------------------------------------------------------------------------------------------
-def _rle_length(body: memoryview, at: int) -> int:
+def _rle_length(body, at: int) -> int:
     """Offset after a V1 level run (4-byte little-endian length, then the run)."""
     (n,) = struct.unpack_from("<I", body, at)
     return at + 4 + n
 
 
-def float_pages(fh: BinaryIO, chunk, column, dtype=np.float32) -> Iterator[np.ndarray]:
+class ArrayPage:
+    """A page's values already in memory (decompressed, or read by pyarrow)."""
+
+    def __init__(self, values: np.ndarray):
+        self.values, self.n, self.at = values, len(values), 0
+
+    def take(self, out: np.ndarray) -> None:
+        """Copy the next len(out) values into `out`."""
+        out[:] = self.values[self.at:self.at + len(out)]
+        self.at += len(out)
+
+
+class FilePage:
+    """An uncompressed page's values, still in the file: read straight into the caller's
+    array (no intermediate buffer: one copy, by the kernel)."""
+
+    def __init__(self, fh, offset: int, n: int, width: int):
+        self.fh, self.offset, self.n, self.width, self.at = fh, offset, n, width, 0
+
+    def take(self, out: np.ndarray) -> None:
+        self.fh.seek(self.offset + self.at * self.width)
+        view = memoryview(out).cast("B")
+        if getattr(self.fh, "readinto", None) is not None:
+            got = self.fh.readinto(view)
+        else:
+            data = self.fh.read(len(view))
+            got = len(data)
+            view[:got] = data
+        if got != len(view):
+            raise OSError("a Parquet part ends inside a data page (truncated file)")
+        self.at += len(out)
+
+
+def float_pages(fh: BinaryIO, chunk, column) -> Iterator[ArrayPage | FilePage]:
     """The values of a float column chunk (pyarrow ColumnChunkMetaData `chunk`, ColumnSchema
-    `column`), page by page, as 1-D arrays in order. Raises Unsupported before the first page
-    when the chunk is not one this reader takes, or on the first page it cannot read."""
+    `column`), page by page in order, as pages with `n` values and `take(out)`. Raises
+    Unsupported before the first page when the chunk is not one this reader takes, or at the
+    first page it cannot read."""
     codec_name = _CODECS.get(chunk.compression, "?")
     if codec_name == "?" or chunk.has_dictionary_page or chunk.physical_type not in ("FLOAT", "DOUBLE"):
         raise Unsupported(f"{chunk.compression} / dictionary / {chunk.physical_type}")
@@ -149,41 +183,59 @@ def float_pages(fh: BinaryIO, chunk, column, dtype=np.float32) -> Iterator[np.nd
     codec = pa.Codec(codec_name) if codec_name else None
     width = 4 if chunk.physical_type == "FLOAT" else 8
     dtype = np.float32 if width == 4 else np.float64
+    direct = codec is None and width == 4
     rep, dfn = column.max_repetition_level > 0, column.max_definition_level > 0
     offset, end, seen = chunk.data_page_offset, chunk.data_page_offset + chunk.total_compressed_size, 0
     while offset < end and seen < chunk.num_values:
         header, body_at = _page_header(fh, offset)
         ptype, compressed, uncompressed = header.get(1), header.get(3), header.get(2)
-        fh.seek(body_at)
-        raw = fh.read(compressed)
-        if len(raw) != compressed:
-            raise Unsupported("truncated page")
         offset = body_at + compressed
         if ptype == _DATA_PAGE:
             page = header.get(5, {})
             if page.get(2) != _PLAIN:
                 raise Unsupported("encoding")
-            body = memoryview(codec.decompress(raw, uncompressed) if codec else raw)
-            at = 0
-            if rep:
-                at = _rle_length(body, at)
-            if dfn:
-                at = _rle_length(body, at)
             n = page.get(1, -1)
+            fh.seek(body_at)
+            if direct:   # only the level runs are read here; the values are read into place later
+                head, at = fh.read(min(compressed, 1 << 16)), 0
+                try:
+                    at = _rle_length(head, 0) if rep else 0
+                    at = _rle_length(head, at) if dfn else at
+                except struct.error:
+                    raise Unsupported("level runs longer than expected") from None
+                if compressed - at != n * width:
+                    raise Unsupported("page size does not match its value count")
+                seen += n
+                yield FilePage(fh, body_at + at, n, width)
+                continue
+            raw = fh.read(compressed)
+            body = memoryview(codec.decompress(raw, uncompressed) if codec else raw)
+            at = _rle_length(body, 0) if rep else 0
+            at = _rle_length(body, at) if dfn else at
         elif ptype == _DATA_PAGE_V2:
             page = header.get(8, {})
             if page.get(4) != _PLAIN or page.get(2, 0) != 0:
                 raise Unsupported("encoding or nulls")
+            n = page.get(1, -1)
             levels = page.get(5, 0) + page.get(6, 0)
+            compressed_values = codec is not None and page.get(7, True)
+            if width == 4 and not compressed_values:
+                if compressed - levels != n * width:
+                    raise Unsupported("page size does not match its value count")
+                seen += n
+                yield FilePage(fh, body_at + levels, n, width)
+                continue
+            fh.seek(body_at)
+            raw = fh.read(compressed)
             values = raw[levels:]
-            if codec and page.get(7, True):
+            if compressed_values:
                 values = codec.decompress(values, uncompressed - levels)
-            body, at, n = memoryview(values), 0, page.get(1, -1)
+            body, at = memoryview(values), 0
         else:
             raise Unsupported(f"page type {ptype}")
         if len(body) - at != n * width:
             raise Unsupported("page size does not match its value count")
         seen += n
-        yield np.frombuffer(body, dtype, n, at)
+        yield ArrayPage(np.frombuffer(body, dtype, n, at))
     if seen != chunk.num_values:
         raise Unsupported("value count")

@@ -22,7 +22,7 @@ from protiso.errors import InputError, NotFoundError, QueryError
 from protiso.isotropy.stats import SufficientStats, load_stats_map
 from protiso.query import ALL, Subset, as_subset
 from protiso.runs.catalog import Q, Run, resolve, resolve_run
-from protiso.runs.pages import Unsupported, float_pages
+from protiso.runs.pages import ArrayPage, Unsupported, float_pages
 from protiso.store import Store, parquet_source
 
 VECTOR_COLUMN = "embedding"
@@ -66,18 +66,19 @@ def reading(run_id: str, layer: int):
         raise QueryError(f"reading embeddings of run {run_id}, layer {layer}: {exc}") from exc
 
 
-def _row_group_vectors(fh, pf: pq.ParquetFile, rg: int, col: int, dim: int) -> Iterator[np.ndarray]:
-    """The vector values of a row group, flat, page by page (pyarrow for what pages cannot read)."""
+def _row_group_vectors(fh, pf: pq.ParquetFile, rg: int, col: int, dim: int) -> Iterator:
+    """The vector values of a row group, page by page (pyarrow for what pages cannot read;
+    values the pages already gave are skipped)."""
     done = 0
     try:
-        for values in float_pages(fh, pf.metadata.row_group(rg).column(col), pf.schema.column(col)):
-            done += len(values)
-            yield values
+        for page in float_pages(fh, pf.metadata.row_group(rg).column(col), pf.schema.column(col)):
+            done += page.n
+            yield page
         return
     except Unsupported:
         pass
     column = pf.read_row_group(rg, columns=[VECTOR_COLUMN]).column(0)
-    yield matrix(column, dim).reshape(-1)[done:]
+    yield ArrayPage(matrix(column, dim).reshape(-1)[done:])
 
 
 def _open_part(store: Store, part):
@@ -110,20 +111,20 @@ def _part_blocks(fh, layer: int, dim: int, wanted: pa.Array | None, with_accessi
                            keep, acc if with_accessions else None)
 
 
-def _blocks_of(pages: Iterator[np.ndarray], dim: int, rows: int, total: int) -> Iterator[np.ndarray]:
-    """(rows, dim) float32 blocks (a fresh array each) of `total` vectors from flat value pages."""
+def _blocks_of(pages: Iterator, dim: int, rows: int, total: int) -> Iterator[np.ndarray]:
+    """(rows, dim) float32 blocks (a fresh array each) of `total` vectors, filled from pages."""
     block, filled = None, 0
-    for values in pages:
-        at = 0
-        while at < len(values):
+    for page in pages:
+        left = page.n
+        while left:
             if block is None:
                 if total == 0:
                     raise InputError(f"a part holds more vector values than rows x {dim}")
                 block = np.empty(min(rows, total) * dim, np.float32)
                 total -= min(rows, total)
-            take = min(len(block) - filled, len(values) - at)
-            block[filled:filled + take] = values[at:at + take]
-            filled, at = filled + take, at + take
+            take = min(len(block) - filled, left)
+            page.take(block[filled:filled + take])
+            filled, left = filled + take, left - take
             if filled == len(block):
                 yield block.reshape(-1, dim)
                 block, filled = None, 0
