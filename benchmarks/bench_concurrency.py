@@ -10,6 +10,9 @@ of 10 s unless --flush-seconds) in a child process, as a user runs it.
    the store read-only (`open_store(..., read_only=True)`), runs a query over the catalog and
    the embeddings view, and closes it; each poll's wall time is the reader's wait. A baseline of
    the same poll with no job running separates the wait from the cost of opening a store.
+3. control (--control): the same reader polling another copy of the store, so it shares the
+   CPUs but no lock with the embed: what the reader's own CPU costs the embed on this machine.
+   --repeats alternates the runs, which steadies the ratios on a shared machine.
 
 Targets: median reader wait <= 1 s; disturbed throughput >= 0.95 x undisturbed. Every poll
 must succeed (no "in use by another process").
@@ -53,7 +56,7 @@ def poll(root: Path) -> tuple[float, int, str | None]:
     return time.perf_counter() - t0, int(proteins), None
 
 
-def embed(root: Path, args, reader_interval: float | None) -> dict:
+def embed(root: Path, args, reader_interval: float | None, read_root: Path | None = None) -> dict:
     cmd = [PROTISO, "--store", str(root), "embed", "--model", args.model, "--dtype", "float32",
            "--flush-seconds", str(args.flush_seconds), "--json"]
     if args.where:
@@ -65,7 +68,7 @@ def embed(root: Path, args, reader_interval: float | None) -> dict:
         time.sleep(reader_interval)
         while job.poll() is None:
             start = time.perf_counter()
-            wait, proteins, err = poll(root)
+            wait, proteins, err = poll(read_root or root)
             if job.poll() is not None:
                 break                        # the poll overlapped the end of the job
             waits.append(wait)
@@ -100,6 +103,8 @@ def main() -> None:
     ap.add_argument("--flush-seconds", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=1, help="alternate undisturbed and disturbed embeds "
                     "this many times (on a shared machine the ratio of sums is steadier)")
+    ap.add_argument("--control", action="store_true", help="also run the embed while the same reader "
+                    "polls another copy of the store: the reader's CPU cost without any shared lock")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
@@ -109,12 +114,15 @@ def main() -> None:
             ingest(s, [args.fasta])
             n = s.scalar("SELECT count(*) FROM protein_meta" + (f" WHERE {args.where}" if args.where else ""))
         baseline = [poll(template)[0] for _ in range(10)]
-        runs: dict[str, list[dict]] = {"undisturbed": [], "disturbed": []}
+        plan = [("undisturbed", None, False), ("disturbed", args.interval, False)]
+        if args.control:
+            plan.append(("control", args.interval, True))
+        runs: dict[str, list[dict]] = {name: [] for name, _, _ in plan}
         for _ in range(args.repeats):
-            for name, interval in (("undisturbed", None), ("disturbed", args.interval)):
+            for name, interval, elsewhere in plan:
                 root = Path(tmp) / name
                 shutil.copytree(template, root)
-                runs[name].append(embed(root, args, interval))
+                runs[name].append(embed(root, args, interval, template if elsewhere else None))
                 shutil.rmtree(root)
     runs = {name: {"wall_s": sum(r["wall_s"] for r in rs),
                    "residues_per_s": sum(r["n_residues"] for r in rs) / sum(r["n_residues"] / r["residues_per_s"] for r in rs),
@@ -130,9 +138,9 @@ def main() -> None:
         "reader_baseline": summary(baseline),
         "reader_during_embed": summary(runs["disturbed"]["waits"]),
         "reader_errors": runs["disturbed"]["errors"][:5], "reader_saw_monotonic_state": runs["disturbed"]["monotonic"],
-        "undisturbed": {k: v for k, v in runs["undisturbed"].items() if k not in ("waits", "errors", "monotonic")},
-        "disturbed": {k: v for k, v in runs["disturbed"].items() if k not in ("waits", "errors", "monotonic")},
+        **{name: {k: v for k, v in r.items() if k not in ("waits", "errors", "monotonic")} for name, r in runs.items()},
         "throughput_ratio": ratio,
+        "control_ratio": runs["control"]["residues_per_s"] / runs["undisturbed"]["residues_per_s"] if args.control else None,
     }
     r = result["reader_during_embed"]
     print(f"{n:,} proteins, {args.model}; reader every {args.interval:g} s during the embed: "
@@ -141,7 +149,9 @@ def main() -> None:
           f"(no job: median {result['reader_baseline']['median_s']:.3f} s), "
           f"{len(runs['disturbed']['errors'])} failed polls")
     print(f"embed: {runs['undisturbed']['residues_per_s']:,.0f} residues/s alone, "
-          f"{runs['disturbed']['residues_per_s']:,.0f} with the reader: ratio {ratio:.3f}")
+          f"{runs['disturbed']['residues_per_s']:,.0f} with the reader: ratio {ratio:.3f}"
+          + (f"; with the same reader on another copy of the store (CPU only, no lock): ratio "
+             f"{result['control_ratio']:.3f}" if args.control else ""))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
 

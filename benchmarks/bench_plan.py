@@ -57,11 +57,11 @@ def synthetic_store(root: Path, n: int, mean_length: float = 300.0, seed: int = 
 
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 from protiso import open_store
 from protiso.query import as_subset
-from protiso.embedding.plan import walk_plan
+from protiso.embedding.plan import peak_rss_mb, walk_plan
 mode, store_dir, where = sys.argv[1], sys.argv[2], sys.argv[3] or None
 with open_store(store_dir, read_only=False) as s:
     with s.job():
@@ -78,7 +78,7 @@ with open_store(store_dir, read_only=False) as s:
                           workers=32)
             out = dict(r.__dict__)
 out.update(wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0,
-           peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+           peak_rss_mb=peak_rss_mb())
 print(json.dumps(out))
 """
 

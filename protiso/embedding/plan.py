@@ -18,6 +18,7 @@ import math
 import resource
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import duckdb
@@ -231,6 +232,18 @@ def cut_tasks(lengths: np.ndarray, statuses, task_rows: int, max_length: int, ov
     return cuts, len(starts)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, it does not count the parent
+    a subprocess was forked from)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 @dataclass
 class PlanReport:
     """What `embed(..., plan_only=True)` walked: sizes, timings and the driver's peak memory."""
@@ -299,4 +312,4 @@ def walk_plan(store: Store, run, subset: Subset, max_length: int, overlap: int, 
     return PlanReport(n, res, counts["to_embed"], counts["skipped"], counts["truncated"], counts["chunked"],
                       pages, counts["windows"], counts["batches"], counts["tasks"] if task_rows else None,
                       task_rows, keys_mb, todo.seconds, first, time.perf_counter() - t0,
-                      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                      peak_rss_mb())

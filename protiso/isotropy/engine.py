@@ -35,11 +35,13 @@ import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Callable, Iterable
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from protiso._version import __version__
 from protiso.errors import InputError, NotFoundError, ProtisoError, QueryError
@@ -51,12 +53,11 @@ from protiso.runs.reader import count_layer, layer_blocks
 from protiso.store import Store, queries
 
 DEFAULT_BATCH_ROWS = 16384
-PASS_BLAS_THREADS = None   # BLAS threads during a pass (None: one per core)
+PASS_BLAS_THREADS = None   # BLAS threads during a pass (None: the idle cores, see _idle_cores)
 Q = queries("isotropy")
 MAX_STATS_BYTES = 4 << 30  # refuse group-by x bootstrap combinations needing more than this
 CI_METRICS = ("isoscore", "effective_dims", "avg_cosine", "isoscore_star")
 LOCAL_POOLED = None  # group_key of the pooled (all residue types) local row
-_NO_PROTEIN = object()  # group lookup miss: an embedding whose protein is not in the catalog
 
 
 class TooManyGroupsError(QueryError):
@@ -140,7 +141,7 @@ class GroupAccumulator:
     buffer_rows: int = 65536
     sums: dict = field(default_factory=dict)        # key -> Accumulator
     rep_sums: dict = field(default_factory=dict)    # key -> list[Accumulator]
-    _pending: dict = field(default_factory=dict)    # key -> list of (X, counts)
+    _pending: dict = field(default_factory=dict)    # key -> list of (block, row indices, counts)
     _pending_rows: dict = field(default_factory=dict)
 
     def _bytes_per_group(self) -> int:
@@ -165,7 +166,8 @@ class GroupAccumulator:
 
     @property
     def groups(self) -> dict:
-        """key -> SufficientStats of the rows added so far (after `finish`)."""
+        """key -> SufficientStats of the rows added so far (after `finish`); each group's float32
+        sums are folded into its statistics in place, so this costs no second d x d per group."""
         return {key: acc.stats() for key, acc in self.sums.items()}
 
     @property
@@ -189,15 +191,32 @@ class GroupAccumulator:
             return
         codes: dict = {}
         idx = np.fromiter((codes.setdefault(k, len(codes)) for k in keys), dtype=np.int64, count=len(keys))
-        if len(codes) == 1:
-            self._update(next(iter(codes)), X, counts, consume)
+        self._add_coded(X, idx, list(codes), counts, consume)
+
+    def add_coded(self, X: np.ndarray, codes: np.ndarray, keys: list, accessions: list[str] | None = None,
+                  consume: bool = False) -> None:
+        """As `add`, with row i's group given as keys[codes[i]] (no per-row Python)."""
+        if X.shape[0] == 0:
             return
+        counts = poisson_counts(accessions, self.seed, self.bootstrap) if self.bootstrap else None
+        if self.bootstrap and accessions is None:
+            raise ValueError("bootstrap needs the accession of every row")
+        self._add_coded(X, codes, keys, counts, consume)
+
+    def _add_coded(self, X, idx: np.ndarray, keys: list, counts, consume: bool) -> None:
+        if idx.min() == idx.max():
+            self._update(keys[idx[0]], X, counts, consume)
+            return
+        if not consume:
+            X = X.copy()   # pending rows refer to X until their group is flushed
         order = np.argsort(idx, kind="stable")
-        bounds = np.flatnonzero(np.diff(idx[order])) + 1
-        for rows in np.split(order, bounds):
-            key = keys[rows[0]]
+        sorted_idx = idx[order]
+        bounds = np.concatenate(([0], np.flatnonzero(np.diff(sorted_idx)) + 1, [len(order)]))
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            # pending rows are (block, row indices): copied once, when the group is flushed
+            key, rows = keys[sorted_idx[start]], order[start:stop]
             self._group(key)
-            self._pending.setdefault(key, []).append((X[rows], None if counts is None else counts[rows]))
+            self._pending.setdefault(key, []).append((X, rows, None if counts is None else counts[rows]))
             self._pending_rows[key] = self._pending_rows.get(key, 0) + len(rows)
             if self._pending_rows[key] >= self.flush_rows:
                 self._flush(key)
@@ -206,10 +225,14 @@ class GroupAccumulator:
 
     def _flush(self, key) -> None:
         chunks = self._pending.pop(key, [])
-        self._pending_rows.pop(key, None)
+        n = self._pending_rows.pop(key, 0)
         if chunks:
-            X = np.concatenate([c[0] for c in chunks])
-            counts = None if chunks[0][1] is None else np.concatenate([c[1] for c in chunks])
+            X = np.empty((n, self.dim), chunks[0][0].dtype)
+            at = 0
+            for block, rows, _ in chunks:
+                np.take(block, rows, axis=0, out=X[at:at + len(rows)])
+                at += len(rows)
+            counts = None if chunks[0][2] is None else np.concatenate([c[2] for c in chunks])
             self._update(key, X, counts, consume=True)   # a copy made here
 
     def finish(self) -> None:
@@ -287,15 +310,22 @@ def summarize(acc: GroupAccumulator, zeta: float = DEFAULT_ZETA, ci_level: float
 # ---------------------------------------------------------------------------------------------
 # The streaming pass over a run
 # ---------------------------------------------------------------------------------------------
-def group_keys(store: Store, subset: Subset) -> dict[str, str | None]:
-    """accession -> group value as text (NULL -> None) for the proteins of the subset.
+def group_keys(store: Store, subset: Subset) -> tuple[dict[str, int], list]:
+    """({accession: group code}, [group value as text (NULL -> None) per code]) for the proteins
+    of the subset, codes in the order of the sorted values.
 
     Memory O(proteins) in short strings: small next to the d x d statistics per group."""
     try:
         table = store.sql(Q.group_keys.replace("$subset", subset.groups_sql()))
     except duckdb.Error as exc:
         raise QueryError(f"evaluating group-by {subset.group_by!r}: {str(exc).splitlines()[0]}") from exc
-    return dict(zip(table.column("accession").to_pylist(), table.column("grp").to_pylist()))
+    encoded = pc.dictionary_encode(table.column("grp").combine_chunks(), null_encoding="encode")
+    values = encoded.dictionary.to_pylist()
+    keys = sorted(values, key=lambda k: (k is None, str(k)))
+    position = {k: i for i, k in enumerate(keys)}
+    recode = np.array([position[v] for v in values], np.int64)
+    codes = recode[encoded.indices.to_numpy(zero_copy_only=False)] if len(values) else np.zeros(0, np.int64)
+    return dict(zip(table.column("accession").to_pylist(), codes.tolist())), keys
 
 
 def scan_layer(store: Store, run_id: str, layer: int, dim: int, where: str | Subset | None = None,
@@ -306,24 +336,24 @@ def scan_layer(store: Store, run_id: str, layer: int, dim: int, where: str | Sub
     group-by text): per-group sufficient statistics."""
     subset = as_subset(store, where, group_by)
     acc = GroupAccumulator(dim, bootstrap, seed, max_bytes)
-    keys_of = None
+    code_of, keys = None, None
     if subset.group_by:  # fail before the pass, not after hours of it
-        keys_of = group_keys(store, subset)
-        acc.check_groups(len(set(keys_of.values())))
-    need_accessions = bool(bootstrap) or keys_of is not None
+        code_of, keys = group_keys(store, subset)
+        acc.check_groups(len(keys))
+    need_accessions = bool(bootstrap) or code_of is not None
     with _blas_threads(PASS_BLAS_THREADS or _idle_cores()):
         for accessions, X in layer_blocks(store, run_id, layer, subset, batch_rows, need_accessions):
             n_read = len(X)
             accs = accessions.to_pylist() if need_accessions else None
-            keys = None
-            if keys_of is not None:
-                keys = [keys_of.get(a, _NO_PROTEIN) for a in accs]
-                keep = np.fromiter((k is not _NO_PROTEIN for k in keys), dtype=bool, count=len(keys))
+            if code_of is None:
+                acc.add(X, None, accs, consume=True)   # blocks are fresh arrays
+            else:   # groups as integer codes: one C-level dict lookup per row
+                codes = np.fromiter(map(code_of.get, accs, repeat(-1)), np.int64, len(accs))
+                keep = codes >= 0
                 if not keep.all():  # embeddings of proteins no longer in the catalog
-                    X = X[keep]
-                    keys = [k for k, ok in zip(keys, keep) if ok]
+                    X, codes = X[keep], codes[keep]
                     accs = [a for a, ok in zip(accs, keep) if ok]
-            acc.add(X, keys, accs if bootstrap else None, consume=True)   # blocks are fresh arrays
+                acc.add_coded(X, codes, keys, accs if bootstrap else None, consume=True)
             if progress:
                 progress(n_read)
     acc.finish()
