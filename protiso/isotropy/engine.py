@@ -198,9 +198,9 @@ class GroupAccumulator:
         """As `add`, with row i's group given as keys[codes[i]] (no per-row Python)."""
         if X.shape[0] == 0:
             return
-        counts = poisson_counts(accessions, self.seed, self.bootstrap) if self.bootstrap else None
         if self.bootstrap and accessions is None:
             raise ValueError("bootstrap needs the accession of every row")
+        counts = poisson_counts(accessions, self.seed, self.bootstrap) if self.bootstrap else None
         self._add_coded(X, codes, keys, counts, consume)
 
     def _add_coded(self, X, idx: np.ndarray, keys: list, counts, consume: bool) -> None:
