@@ -177,8 +177,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2, help="FAISS threads for builds (default 2)")
-    ap.add_argument("--ef-search", default="64,96,128,192", help="pca-hnsw efSearch values to sweep")
-    ap.add_argument("--k-factor", default="4,8", help="pca-hnsw k_factor values to sweep")
+    ap.add_argument("--ef-search", default="128,160,192,256", help="pca-hnsw efSearch values to sweep")
+    ap.add_argument("--k-factor", default="6,10", help="pca-hnsw k_factor values to sweep")
     ap.add_argument("--pca-multiples", default="4,16,64",
                     help="PCA-reduced runs of these multiples of the effective dimensions")
     ap.add_argument("--no-old-hnsw", action="store_true", help="skip the old HNSW anchor (slow to build)")
@@ -207,8 +207,8 @@ def main() -> None:
     table = Table()
     try:
         if not store.parts(f"embeddings/{RUN}"):
-            print(f"  wrote {args.n:,} vectors as Parquet parts in {write_run(store, gen, args.n, args.chunk):.1f} s",
-                  flush=True)
+            dt = write_run(store, gen, args.n, args.chunk)
+            print(f"  wrote {args.n:,} vectors as Parquet parts in {dt:.1f} s", flush=True)
         stats, eff = describe(store, args.n)
         orig = f"original {args.dim}"
         print("\n" + Table.HEAD, flush=True)
@@ -292,7 +292,8 @@ def main() -> None:
         table.print()
         print("\n  x flat, x hnsw: median latency of flat search, of the old HNSW (efSearch 128), over this "
               "row's; recall@10 against flat search on the original vectors with the row's metric; PCA "
-              "rows exclude fitting and writing the derived run (printed above). cpu s: CPU seconds of the build, all threads (an idle machine needs about cpu s / "
+              "rows exclude fitting and writing the derived run (printed above). cpu s: CPU seconds of the "
+              "build, all threads (an idle machine needs about cpu s / "
               f"{args.threads} of wall time); cpu ms: median CPU time of the searching thread per query. "
               "* = the kind's defaults")
         if default:

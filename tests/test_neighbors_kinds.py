@@ -51,7 +51,7 @@ def test_pca_hnsw_reranks_exactly(run, metric):
     store, acc, X = run
     info, what = build_index(store, RUN, LAYER, "pca-hnsw", metric)
     assert what == "built" and info.kind == DEFAULT_KIND
-    assert info.params["pca"] == default_pca(420) == 105 and info.params["k_factor"] == 4
+    assert info.params["pca"] == default_pca(420) == 105 and info.params["k_factor"] == 10
     index = nn_index.load_faiss(info)
     rng = np.random.default_rng(3)
     Q = X[rng.choice(len(X), 40, replace=False)] + rng.normal(0, 0.002, (40, 420)).astype(np.float32)

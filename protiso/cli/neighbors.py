@@ -41,16 +41,18 @@ def index_build(
                              "ivf (inverted lists) or ivfpq (inverted lists, product-quantised codes)."),
     metric: str = typer.Option("cosine", "--metric", help="cosine (similarity) or l2 (squared distance)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild from scratch even if up to date."),
-    m: Optional[int] = typer.Option(None, "--M", help="hnsw, pca-hnsw: links per node (default 32)."),
+    m: Optional[int] = typer.Option(None, "--M", help="hnsw, pca-hnsw: links per node "
+                                    "(default hnsw 32, pca-hnsw 48)."),
     ef_construction: Optional[int] = typer.Option(
-        None, "--ef-construction", help="hnsw, pca-hnsw: build beam (default 80, pca-hnsw 40)."),
+        None, "--ef-construction", help="hnsw, pca-hnsw: build beam (default hnsw 80, pca-hnsw 40)."),
     ef_search: Optional[int] = typer.Option(
-        None, "--ef-search", help="hnsw, pca-hnsw: default search beam (default 128, pca-hnsw 96)."),
+        None, "--ef-search", help="hnsw, pca-hnsw: default search beam (default hnsw 128, pca-hnsw 192)."),
     pca: Optional[int] = typer.Option(None, "--pca", help="pca-hnsw: dimensions the graph works in "
                                       "(default d/4, at least 64)."),
     k_factor: Optional[int] = typer.Option(None, "--k-factor", help="pca-hnsw: candidates re-ranked "
-                                           "exactly per hit wanted (default 4)."),
-    nlist: Optional[int] = typer.Option(None, "--nlist", help="ivf, ivfpq: lists (default ivf 4 sqrt(n), ivfpq sqrt(n))."),
+                                           "exactly per hit wanted (default 10)."),
+    nlist: Optional[int] = typer.Option(None, "--nlist", help="ivf, ivfpq: lists "
+                                        "(default ivf 4 sqrt(n), ivfpq sqrt(n))."),
     nprobe: Optional[int] = typer.Option(None, "--nprobe", help="ivf, ivfpq: default lists probed "
                                          "(default max(16, nlist/16))."),
     pq_m: Optional[int] = typer.Option(None, "--pq-m", help="ivfpq: bytes per vector, a divisor of the "

@@ -38,6 +38,7 @@ INDEX_DIR = "indexes"
 _SAFE_RE = re.compile(r"^[A-Za-z0-9_.=~+-]+$")
 
 Progress = Callable[[int], None]
+_GRAPH_BATCH = 65_536  # vectors per add to a graph (FAISS parallelises within a batch)
 
 __all__ = ["DEFAULT_KIND", "KINDS", "METRICS", "IndexInfo", "IndexState", "build_index", "count_layer",
            "drop_index", "extend_index", "get_index_info", "index_state", "iter_layer", "list_indexes",
@@ -227,6 +228,27 @@ def _add_vectors(index, store: Store, parts: list[str], layer: int, metric: str,
     return added
 
 
+def _add_refined(index, store: Store, parts: list[str], layer: int, metric: str,
+                 progress: Progress | None) -> list[str]:
+    """Fill a new pca-hnsw index in one pass over the parts: the full vectors go into its exact
+    store first, then the PCA is fitted on a uniform sample of them and the graph is built from
+    the store (IndexRefine.add would need the PCA fitted, hence a second pass, first)."""
+    refine = faiss.downcast_index(index.refine_index)
+    accessions = _add_vectors(refine, store, parts, layer, metric, set(), progress)
+    n = refine.ntotal
+    pick = np.sort(np.random.default_rng(0).permutation(n)[:training_size("pca-hnsw", {})])
+    base = index.base_index
+    base.train(refine.reconstruct_batch(pick))
+    for start in range(0, n, _GRAPH_BATCH):
+        m = min(_GRAPH_BATCH, n - start)
+        base.add(refine.reconstruct_n(start, m))
+        if progress:
+            progress(m)
+    index.ntotal = n
+    index.is_trained = True
+    return accessions
+
+
 def build_index(store: Store, run_id: str, layer: int, kind: str = DEFAULT_KIND, metric: str = "cosine",
                 params: dict | None = None, rebuild: bool = False,
                 progress: Progress | None = None, total: Callable[[int], None] | None = None
@@ -256,14 +278,19 @@ def build_index(store: Store, run_id: str, layer: int, kind: str = DEFAULT_KIND,
         raise NotFoundError(f"run {run_id} has no embeddings for layer {layer}")
     resolved = resolve_params(kind, n_total, dim, params)
     index = new_index(kind, metric, dim, resolved)
-    n_train = training_size(kind, resolved)
-    if n_train:
-        _, sample = sample_layer(store, parts, layer, n_train)
-        index.train(prepare(sample, metric))
-        del sample
-    if total:
-        total(n_total)
-    accessions = _add_vectors(index, store, parts, layer, metric, set(), progress)
+    if kind == "pca-hnsw":
+        if total:
+            total(2 * n_total)
+        accessions = _add_refined(index, store, parts, layer, metric, progress)
+    else:
+        n_train = training_size(kind, resolved)
+        if n_train:
+            _, sample = sample_layer(store, parts, layer, n_train)
+            index.train(prepare(sample, metric))
+            del sample
+        if total:
+            total(n_total)
+        accessions = _add_vectors(index, store, parts, layer, metric, set(), progress)
     info = IndexInfo(index_id_for(run_id, layer, kind, metric), run_id, int(layer), kind, metric,
                      dim, len(accessions), resolved, Path(), parts, time.perf_counter() - t0, None)
     _commit(store, info, index, accessions, 0, True, existing.path if existing else None)
@@ -285,7 +312,8 @@ def extend_index(store: Store, info: IndexInfo, new_parts: list[str] | None = No
     t0 = time.perf_counter()
     index = load_faiss(info)
     _CACHE.clear()  # the object is changed below; the file it was read from is replaced
-    have = set(store.execute(Q.indexed_accessions, {"index_id": info.index_id}).fetchnumpy()["accession"].tolist())
+    have = set(store.execute(Q.indexed_accessions, {"index_id": info.index_id})
+               .fetchnumpy()["accession"].tolist())
     if total:
         total(count_layer(store, new_parts, info.layer))
     accessions = _add_vectors(index, store, new_parts, info.layer, info.metric, have, progress)

@@ -35,7 +35,7 @@ DEFAULT_PARAMS: dict[str, dict] = {
     "hnsw": {"M": 32, "efConstruction": 80, "efSearch": 128},
     "ivf": {"nlist": None, "nprobe": None},
     "ivfpq": {"nlist": None, "nprobe": None, "pq_m": None},  # nlist sqrt(n), not ivf's 4 sqrt(n)
-    "pca-hnsw": {"pca": None, "M": 32, "efConstruction": 40, "efSearch": 96, "k_factor": 4},
+    "pca-hnsw": {"pca": None, "M": 48, "efConstruction": 40, "efSearch": 192, "k_factor": 10},
 }
 # Library parameter (and CLI option) that sets each index parameter, for error messages.
 PARAM_NAMES = {"M": "M", "efConstruction": "ef_construction", "efSearch": "ef_search", "nlist": "nlist",
