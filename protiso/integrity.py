@@ -3,14 +3,18 @@
 `protiso verify` and `protiso repair` live in the store floor and know only Parquet parts;
 here the areas' own files (statistics checkpoints, FAISS indexes, transform parameters) are
 declared, and for each kind of dataset the repair marks the work its lost parts held as not
-done, so re-running the job that made it restores it: an embedding run's proteins become
-'failed' (embed redoes them), per-residue vectors and statistics are forgotten, a pair job's
+done, so re-running the job that made it restores it (by appending a status part, see
+protiso.runs.status): an embedding run's proteins become 'failed' (embed redoes them),
+per-residue vectors and statistics are forgotten, a lost status part is rebuilt from the
+vectors that remain, a pair job's
 chunks are unlisted (align / distances / go redo them), an index is dropped (index build)."""
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
+from protiso.runs import embeddings_dataset, local_dataset
+from protiso.runs.status import append, latest_sql
 from protiso.store import Store, parquet_source, queries, registry
 
 Q = queries("integrity")
@@ -24,31 +28,68 @@ def _present(store: Store, dataset: str) -> pa.Table:
     return store.con.sql(f"SELECT DISTINCT accession FROM {parquet_source(parts)}").to_arrow_table()
 
 
-def _mark(store: Store, dataset: str, query: str) -> int:
-    run_id = dataset.split("/", 1)[1]
-    store.con.register("_protiso_present", _present(store, dataset))
+def _append_rows(store: Store, run_id: str, query: str, present: str | None = None, **params) -> int:
+    """Append the status rows `query` selects from the run's current statuses ($source), with
+    the accessions of dataset `present` registered as _protiso_present; returns how many."""
+    if present is not None:
+        store.con.register("_protiso_present", _present(store, present))
     try:
-        changed = store.execute(query, {"run_id": run_id}).fetchall()[0][0]
+        rows = store.sql(query.replace("$source", latest_sql(store, run_id)), {"run_id": run_id, **params})
     finally:
-        store.con.unregister("_protiso_present")
-    store.execute(Q.recount_run, {"run_id": run_id})
-    return int(changed)
+        if present is not None:
+            store.con.unregister("_protiso_present")
+    return append(store, run_id, rows, {"run_id": run_id})
+
+
+def _recount(store: Store, run_id: str) -> None:
+    store.execute(Q.recount_run.replace("$source", latest_sql(store, run_id)), {"run_id": run_id})
+
+
+def _reset_stats(store: Store, run_id: str) -> None:
+    """Forget a run's statistics: its checkpoints and which proteins they counted."""
+    _append_rows(store, run_id, Q.stats_reset_rows)
+    store.execute(Q.forget_run_stats, {"run_id": run_id})
 
 
 @registry.repairs("embeddings/")
 def _run_vectors(store: Store, dataset: str, lost: list[str]) -> list[str]:
-    n = _mark(store, dataset, Q.mark_lost_vectors)
     run_id = dataset.split("/", 1)[1]
+    n = _append_rows(store, run_id, Q.lost_vectors, present=dataset)
+    _recount(store, run_id)
     return [f"run {run_id}: {n:,} protein(s) whose vectors were lost marked as not done; re-run "
             "`protiso embed` with the run's model and settings to embed them again"]
 
 
 @registry.repairs("local/")
 def _run_local_vectors(store: Store, dataset: str, lost: list[str]) -> list[str]:
-    n = _mark(store, dataset, Q.mark_lost_local)
     run_id = dataset.split("/", 1)[1]
+    n = _append_rows(store, run_id, Q.lost_local, present=dataset)
     return [f"run {run_id}: {n:,} protein(s) lost their per-residue vectors; re-run `protiso embed "
             "--store-local` with the run's settings"]
+
+
+@registry.repairs("status/")
+def _run_statuses(store: Store, dataset: str, lost: list[str]) -> list[str]:
+    """A lost status part: the proteins whose vectors exist get their status back (so embed does
+    not embed them twice), those whose per-residue vectors exist get local_stored back, the
+    others (failed, skipped) are tried again; the statistics, which may count proteins the lost
+    part said were counted, start afresh."""
+    run_id = dataset.split("/", 1)[1]
+    row = store.one(Q.run_policy, {"run_id": run_id})
+    if row is None:
+        return [f"{dataset}: status parts of an unknown run {run_id} unlisted"]
+    max_length, policy = row
+    n = _append_rows(store, run_id, Q.unstated_vectors, present=embeddings_dataset(run_id),
+                     max_length=max_length, policy=policy)
+    _append_rows(store, run_id, Q.unstated_local, present=local_dataset(run_id))
+    out = [f"run {run_id}: a status part was lost; the status of {n:,} protein(s) with vectors restored, "
+           "the others will be embedded again by `protiso embed` with the run's settings"]
+    if store.scalar(Q.run_has_stats, {"run_id": run_id}):
+        _reset_stats(store, run_id)
+        out.append(f"run {run_id}: per-residue statistics reset; re-run `protiso embed --local-stats` "
+                   "to accumulate them again")
+    _recount(store, run_id)
+    return out
 
 
 @registry.repairs("pairs/")
@@ -65,7 +106,7 @@ def _pair_chunks(store: Store, dataset: str, lost: list[str]) -> list[str]:
 def _stats_files(store: Store, lost: list[str]) -> list[str]:
     out = []
     for (run_id,) in store.execute(Q.runs_of_stats_files, {"paths": lost}).fetchall():
-        store.execute(Q.reset_run_stats, {"run_id": run_id})
+        _reset_stats(store, run_id)
         out.append(f"run {run_id}: per-residue statistics reset (a checkpoint was lost); re-run "
                    "`protiso embed --local-stats` with the run's settings to accumulate them again")
     return out

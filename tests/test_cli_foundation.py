@@ -17,6 +17,10 @@ def test_demo_then_info(invoke, tmp_path):
     result = invoke("--store", root, "demo", "--proteins", "400")   # the same pipeline on a fixed subset
     assert result.exit_code == 0, result.output
     assert "2,100 records" in result.output and "BPO" in result.output
+    settings = result.stdout.splitlines()[0]                       # printed first, in words
+    assert settings.startswith("demo settings: model protiso-mini (all layers, per-residue statistics)")
+    assert "a fixed subset of 400 proteins (--proteins), each truncated to its first 128 residues" in settings
+    assert "(not given)" in result.stdout                          # FASTA entries carry no organism
     report = Path(result.stdout.strip().splitlines()[-1].removeprefix("report: "))
     assert report.is_file() and report.stat().st_size > 100_000
     with open_store(root, read_only=True) as store:
@@ -63,7 +67,8 @@ def test_sql_formats(invoke, tmp_path):
     as_json = json.loads(invoke("--store", root, "sql", q, "--format", "json").stdout)
     assert len(as_json) == 3 and set(as_json[0]) == {"accession", "taxon_id"}
     as_csv = invoke("--store", root, "sql", q, "--format", "csv").stdout.splitlines()
-    assert as_csv[0] == '"accession","taxon_id"' and len(as_csv) == 4
+    assert as_csv[0] == "accession,taxon_id" and len(as_csv) == 4          # quoted only where needed
+    assert as_csv[1] == f"{as_json[0]['accession']},{as_json[0]['taxon_id']}"
     out = tmp_path / "o.parquet"
     r = invoke("--store", root, "sql", q, "--format", "parquet", "--output", out)
     assert r.exit_code == 0 and pq.read_table(out).to_pylist() == as_json
@@ -89,7 +94,7 @@ def test_sql_errors(invoke, tmp_path):
     neither = invoke("--store", root, "sql")
     assert neither.exit_code == 1 and "either a QUERY" in neither.stderr
     noout = invoke("--store", root, "sql", "SELECT 1", "--format", "parquet")
-    assert noout.exit_code == 1 and "--output" in noout.stderr
+    assert noout.exit_code == 2 and "--output" in noout.stderr    # a usage error, as everywhere
 
 
 def test_store_from_environment(invoke, tmp_path, monkeypatch):

@@ -118,6 +118,12 @@ def test_json_ndjson_and_parquet(tmp_path, capsys):
     assert not list(out.parent.glob(".*tmp*"))                           # written under a temp name
 
 
+def test_parquet_keeps_rows_whose_dicts_are_empty(tmp_path):
+    out = tmp_path / "flat.parquet"            # `index build --kind flat`: params {} (no struct field)
+    emit([{"kind": "flat", "params": {}}, {"kind": "flat", "params": None}], "parquet", out)
+    assert pq.read_table(out).to_pylist() == [{"kind": "flat", "params": "{}"}, {"kind": "flat", "params": None}]
+
+
 def test_table_never_cuts_an_id_or_a_number():
     rows = [{"id": "1a2b", "run_id": "protiso-mini-step100-1a2b3c4d", "model": "protiso-mini@step100",
              "isoscore": -0.912345678, "organism": "Takifugu rubripes (Japanese pufferfish) (Fugu rubripes)"},
@@ -313,6 +319,41 @@ def test_every_command_fails_in_one_line_with_a_documented_status(runs_store, tm
         ["--store", s, "demo", "--proteins", "12"],
         ["--store", s, "no-such-command"],
         ["--store", s, "isotropy", "--no-such-option"],
+        # every other command, and the output options of each command that has them
+        ["--store", s, "models", "--format", "xml"],
+        ["--store", empty, "verify"],
+        ["--store", empty, "repair"],
+        ["--store", s, "verify", "--output", a_file / "problems.tsv"],
+        ["--store", s, "info", "--format", "parquet"],
+        ["--store", s, "info", "--output", tmp_path],
+        ["--store", s, "sql", "SELECT 1", "--output", a_file / "below.csv"],
+        ["--store", s, "sql", "SELECT 1", "--output", Path(s) / "inside.csv"],
+        ["--store", s, "sql", "--file", binary],
+        ["--store", s, "sql", "SELECT 1", "--json", "--format", "tsv"],
+        ["--store", s, "runs", "--output", tmp_path],
+        ["--store", s, "embed", "--model", "prot_bertt", "--offline"],
+        ["--store", s, "index", "list", "-m", "nothing-like-this"],
+        ["--store", s, "index", "list", "--format", "parquet"],
+        ["--store", s, "index", "build", "--kind", "ivf", "--nlist", "0"],
+        ["--store", s, "index", "build", "--kind", "ivf", "--nlist", "100000"],
+        ["--store", s, "index", "build", "--kind", "annoy"],
+        ["--store", s, "neighbors", "P69905", "--format", "parquet"],
+        ["--store", s, "neighbors", "NOT_AN_ACCESSION_9"],
+        ["--store", s, "transform", "apply", "--kind", "center", "--output", tmp_path],
+        ["--store", s, "transform", "report", "--transforms", "center:x"],
+        ["--store", s, "transform", "report", "--queries", "0", "--pool", "20"],
+        ["--store", s, "pairs", "sample", "--name", "p", "--strategy", "identity-stratified"],
+        ["--store", s, "pairs", "sample", "--name", "bad name!", "--proteins", "5"],
+        ["--store", s, "pairs", "distances", "no-such-set"],
+        ["--store", s, "pairs", "list", "--output", a_file / "sets.csv"],
+        ["--store", s, "pairs", "align", "no-such-set", "--format", "yaml"],
+        ["--store", s, "correlate", "no-such-set", "--plot", tmp_path],
+        ["--store", s, "correlate", "no-such-set", "--plot", a_file / "below.png"],
+        ["--store", s, "isotropy", "--group-by", "length", "--min-n", "0"],
+        ["--store", s, "import", missing, "--name", "x"],
+        ["--store", s, "import", binary, "--name", "x"],
+        ["--store", s, "export", "-m", "1a2b", "--output", a_file / "below.npz"],
+        ["--store", s, "export", "-m", "nothing-like-this", "--output", tmp_path / "x.npz"],
     ]
     failures = []
     for args in battery:
@@ -327,6 +368,24 @@ def test_every_command_fails_in_one_line_with_a_documented_status(runs_store, tm
                             f"{res.output[-600:]}")
     assert not failures, "\n\n".join(failures)
     assert not empty.exists()                                   # a failed read created no store
+    words = [[str(a) for a in (args[2:] if args[0] == "--store" else args)] for args in battery]
+    untried = [c for c in all_commands() if not any(w[:len(c)] == list(c) for w in words)]
+    assert not untried, f"commands the battery does not try: {untried}"
+    with open_store(runs_store, read_only=True) as st:          # the failures left nothing behind
+        assert st.scalar("SELECT count(*) FROM nn_indexes") == 0 and st.scalar("SELECT count(*) FROM runs") == 3
+
+
+def all_commands() -> list[tuple[str, ...]]:
+    """Every command of the CLI as its words: ('ingest',), ('pairs', 'align'), ..."""
+    from protiso.cli import app
+    from typer.main import get_command
+
+    def walk(cmd, path):
+        subs = getattr(cmd, "commands", None)
+        if not subs:
+            return [path]
+        return [p for name, sub in subs.items() for p in walk(sub, path + (name,))]
+    return walk(get_command(app), ())
 
 
 def test_outputs_into_directories_that_do_not_exist_yet(runs_store, tmp_path, invoke):
@@ -383,6 +442,37 @@ def test_ctrl_c_says_what_was_kept(runs_store, invoke, monkeypatch, tmp_path):
         assert "interrupted; nothing was ingested" in res.stderr and "finished work is kept" not in res.stderr
 
 
+def test_ctrl_c_that_surfaces_as_an_aborted_transaction_is_an_interruption(runs_store, invoke, monkeypatch):
+    """A Ctrl-C inside a DuckDB call aborts the transaction; DuckDB may swallow the
+    KeyboardInterrupt and the next statement fail with "transaction is aborted": the user
+    still reads that the command was interrupted and what was kept, status 130."""
+    import signal
+    import time
+
+    import protiso.cli.foundation as foundation
+
+    def swallowed(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass
+        raise duckdb.TransactionException("TransactionContext Error: Current transaction is aborted (please ROLLBACK)")
+
+    monkeypatch.setattr(foundation, "ingest_files", swallowed)
+    res = invoke("--store", runs_store, "ingest", sample_files()[2])
+    assert res.exit_code == 130, res.output
+    assert res.stderr.strip() == "interrupted; nothing was ingested: the store is as it was"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler        # restored
+
+    def failing(*args, **kwargs):
+        raise duckdb.TransactionException("TransactionContext Error: Current transaction is aborted")
+
+    monkeypatch.setattr(foundation, "ingest_files", failing)           # without a Ctrl-C: an error
+    res = invoke("--store", runs_store, "ingest", sample_files()[2])
+    assert res.exit_code == 1 and one_line_error(res).startswith("error: DuckDB: TransactionContext")
+
+
 def test_output_into_a_closed_pipe_stops_quietly():
     proc = subprocess.run(f"'{PROTISO}' models --format csv | head -n 1", shell=True, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -407,11 +497,6 @@ def test_help_shows_values_not_python_types_and_keeps_placeholders(invoke):
 
 # ------------------------------------------------------------------------------ wired by the other commands
 
-pending = pytest.mark.xfail(strict=True, reason="until protiso/cli/foundation.py (sql, info) adopts "
-                            "protiso.cli.core.emit; remove this marker then")
-
-
-@pending
 def test_sql_csv_of_list_columns_is_json_in_fields(runs_store, tmp_path, invoke):
     res = invoke("--store", runs_store, "sql", "SELECT run_id, layers FROM runs ORDER BY run_id", "--format", "csv")
     assert res.exit_code == 0, res.output
@@ -426,10 +511,219 @@ def test_sql_csv_of_list_columns_is_json_in_fields(runs_store, tmp_path, invoke)
     assert res.exit_code == 0 and pq.read_table(out).num_rows == 5, res.output
 
 
-@pending
 def test_info_run_table_shows_short_ids_at_80_columns(runs_store, invoke):
     res = invoke("--store", runs_store, "info")
     assert res.exit_code == 0
     for text in (r"\b1a2b\b", r"\b77aa\b", "protiso-mini@step100", "esm2_t6_8M"):
         assert re.search(text, res.stdout), text
     assert "…" not in res.stdout
+
+
+# ------------------------------------------------------------------------------ every analysis, every format
+
+def _rows_in_every_format(invoke, root, args, tmp_path) -> list[dict]:
+    """Run `args` as ndjson, tsv and into a .parquet file: the same rows and columns each time
+    (json and csv are the same writers, tested above); returns the ndjson rows."""
+    res = invoke("--store", root, *args, "--format", "ndjson")
+    assert res.exit_code == 0, (args, res.output)
+    nd = [json.loads(x) for x in res.stdout.splitlines()]
+    res = invoke("--store", root, *args, "--format", "tsv")
+    assert res.exit_code == 0, (args, res.output)
+    header, *rows = list(csv.reader(io.StringIO(res.stdout), delimiter="\t"))
+    assert len(rows) == len(nd), args
+    assert not nd or header == list(nd[0]), (args, header)
+    out = tmp_path / "out" / f"{'-'.join(a for a in args if a.isalpha())}.parquet"
+    res = invoke("--store", root, *args, "--output", out)
+    assert res.exit_code == 0, (args, res.output)
+    assert pq.read_table(out).num_rows == len(nd), args
+    return nd
+
+
+def test_every_analysis_command_takes_every_format_and_defaults_to_the_default_run(runs_store, tmp_path, invoke):
+    """pairs, correlate, index, neighbors, transform, verify, sql, info: --format
+    table|csv|tsv|json|ndjson|parquet and --output, and no --model needed (the default model's
+    run, RUN_A, of the three)."""
+    import shutil
+
+    root = tmp_path / "store"
+    shutil.copytree(runs_store, root)            # this test adds pair sets, indexes and a run
+    with open_store(root, read_only=True) as s:
+        acc = s.scalar("SELECT min(accession) FROM proteins")
+    sample = json.loads(invoke("--store", root, "pairs", "sample", "--name", "ux", "--proteins", "12",
+                               "--seed", "1", "--json").stdout)
+    assert sample[0]["pairs"] == 66
+    align = _rows_in_every_format(invoke, root, ["pairs", "align", "ux", "--threads", "1"], tmp_path)
+    assert align[0]["pairs"] == 66 and align[0]["job"] == "align"
+    dist = _rows_in_every_format(invoke, root, ["pairs", "distances", "ux"], tmp_path)
+    assert dist[0]["key"] == f"{RUN_A}/L2"                       # the default run, its last layer
+    sets = _rows_in_every_format(invoke, root, ["pairs", "list"], tmp_path)
+    assert [r["name"] for r in sets] == ["ux"]
+    matrix = _rows_in_every_format(invoke, root, ["correlate", "ux"], tmp_path)
+    assert {r["run_id"] for r in matrix} == {RUN_A} and len(matrix) == 5
+    assert [r["variable"] for r in matrix] == ["cosine", "sq_euclidean", "score", "identity", "go_jaccard"]
+    doc = json.loads(invoke("--store", root, "correlate", "ux", "--json").stdout)
+    assert doc["run_id"] == RUN_A and doc["n_pairs"] == 66 and doc["matrix"][0]["variable"] == "cosine"
+    bins = _rows_in_every_format(invoke, root, ["correlate", "ux", "--bins", "4", "-m", "1a9f"], tmp_path)
+    assert sum(r["n_pairs"] for r in bins) == 66 and {r["run_id"] for r in bins} == {RUN_B}
+    built = _rows_in_every_format(invoke, root, ["index", "build", "--kind", "flat"], tmp_path)
+    assert built[0]["run_id"] == RUN_A and built[0]["action"] in ("built", "fresh")
+    listed = _rows_in_every_format(invoke, root, ["index", "list"], tmp_path)
+    assert [r["index_id"] for r in listed] == [f"{RUN_A}/L2/flat-cosine"] and "params" in listed[0]
+    assert "params" not in invoke("--store", root, "index", "list").stdout     # the table leaves it out
+    hits = _rows_in_every_format(invoke, root, ["neighbors", acc, "-k", "3"], tmp_path)
+    assert len(hits) == 3 and all(RUN_A in h["index_id"] for h in hits)
+    report = _rows_in_every_format(invoke, root, ["transform", "report", "--transforms", "center", "--queries",
+                                                  "2", "--pool", "20", "-k", "3"], tmp_path)
+    assert [r["transform"] for r in report] == ["none", "center"] and report[0]["n_queries"] == 2
+    problems = _rows_in_every_format(invoke, root, ["verify"], tmp_path)
+    assert problems == []
+    assert invoke("--store", root, "verify", "--format", "tsv").stdout == "path\towner\tproblem\n"
+    terms = _rows_in_every_format(invoke, root, ["sql", "SELECT accession, terms FROM protein_meta "
+                                                 "WHERE len(terms) > 2 ORDER BY accession LIMIT 4"], tmp_path)
+    assert len(terms) == 4 and all(isinstance(r["terms"], list) for r in terms)
+    # info: json and ndjson give the whole summary, one object; tsv, csv and parquet its table counts
+    counts = json.loads(invoke("--store", root, "info", "--format", "ndjson").stdout)
+    assert counts == json.loads(invoke("--store", root, "info", "--json").stdout)[0]
+    rows = {t["table"]: t["rows"] for t in counts["tables"]}
+    assert rows["pair_sets"] == 1 and [r["run_id"] for r in counts["runs"]].count(RUN_A) == 1
+    tsv = list(csv.DictReader(io.StringIO(invoke("--store", root, "info", "--format", "tsv").stdout),
+                              delimiter="\t"))
+    assert {r["table"]: int(r["rows"]) for r in tsv} == rows
+    assert invoke("--store", root, "info", "--output", tmp_path / "info.parquet").exit_code == 0
+    assert pq.read_table(tmp_path / "info.parquet").to_pylist() == counts["tables"]
+    derived = json.loads(invoke("--store", root, "transform", "apply", "--kind", "center", "--format",
+                                "json").stdout)[0]
+    assert derived["parent_run"] == RUN_A and derived["layer"] == 2
+
+
+def test_commands_without_model_name_the_runs_when_the_default_is_ambiguous(tmp_path, invoke):
+    root = tmp_path / "two"
+    fasta, _, _ = sample_files()
+    with open_store(root, create=True) as s:
+        ingest(s, [fasta])
+        accs = [a for (a,) in s.con.execute("SELECT accession FROM proteins LIMIT 60").fetchall()]
+        rng = np.random.default_rng(2)
+        fake_run(s, RUN_C, {6: (accs, rng.normal(size=(60, 8)))}, model="esm2_t6_8M")
+        fake_run(s, "prot-bert-0badcafe", {6: (accs, rng.normal(size=(60, 8)))}, model="prot_bert")
+    assert invoke("--store", root, "pairs", "sample", "--name", "p", "--proteins", "6").exit_code == 0
+    for args in (["index", "build"], ["neighbors", accs[0]], ["transform", "apply", "--kind", "center"],
+                 ["transform", "report"], ["pairs", "distances", "p"], ["correlate", "p"]):
+        res = invoke("--store", root, *args)
+        assert res.exit_code == 1, (args, res.output)
+        line = one_line_error(res)
+        assert "77aa (esm2_t6_8M)" in line and "0bad (prot_bert)" in line and "(option --model)" in line, args
+
+
+# ------------------------------------------------------------------------------ tables, hints, messages
+
+def test_a_table_with_long_text_fits_the_terminal_without_cutting_a_word():
+    from protiso.models.registry import model_rows
+
+    rows = model_rows()
+    for width in (60, 80, 100, 120):
+        text = to_text(rows, "models", width=width, optional=("description", "source"))
+        assert max(len(line) for line in text.splitlines()) <= width, width
+        assert "protiso-mini" in text and "…" not in text.replace("f… (", "")
+        if "description" in text.splitlines()[1]:            # shown: every word of it, whole
+            words = set(text.split())
+            assert {"demonstration", "conventions),", "published"} <= words, (width, text)
+    mini = next(r for r in rows if r["alias"] == "protiso-mini")
+    assert (mini["dim"], mini["layers"]) == (128, 4)          # known offline, from the bundled config
+
+
+def test_help_shows_a_long_default_whole(invoke):
+    text = re.sub(r"\s+", " ", invoke("reproduce", "--help").stdout.replace("│", " "))
+    assert "Default: prot_bert, prot_bert_bfd, prot_xlnet, proteinbert." in text
+    assert "…" not in invoke("reproduce", "--help").stdout
+
+
+def test_sql_says_why_go_jaccard_is_null(tmp_path, invoke):
+    root = tmp_path / "s"
+    fasta, go, _ = sample_files()
+    with open_store(root, create=True) as s:
+        ingest(s, [fasta], annotations=[go])
+        accs = [a for (a,) in s.con.execute("SELECT accession FROM proteins").fetchall()]
+        fake_run(s, RUN_A, {2: (accs, np.random.default_rng(3).normal(size=(len(accs), 4)))}, model="protiso-mini")
+    for args in (["pairs", "sample", "--name", "p", "--proteins", "5"], ["pairs", "align", "p", "--threads", "1"],
+                 ["pairs", "distances", "p"]):
+        assert invoke("--store", root, *args).exit_code == 0, args
+    query = "SELECT pair_id, go_jaccard FROM pair_metrics"
+    res = invoke("--store", root, "sql", query, "--format", "tsv")
+    assert res.exit_code == 0 and len(res.stdout.splitlines()) == 11, res.output
+    assert "go_jaccard is NULL in every row" in res.stderr and "`protiso correlate PAIR_SET`" in res.stderr
+    assert invoke("--store", root, "correlate", "p").exit_code == 0        # computes the overlaps
+    res = invoke("--store", root, "sql", query, "--format", "tsv")
+    assert res.exit_code == 0 and "NULL in every row" not in res.stderr, res.output
+    assert invoke("--store", root, "sql", "SELECT 1 AS go_jaccard_x").stderr == ""
+
+
+def test_identity_stratified_shortfall_says_how_many_and_why():
+    from protiso.pairs.sample import stratified_shortfall
+
+    identity = np.array([0.05] * 50 + [0.15] * 40 + [0.35] * 3 + [0.95] * 1 + [np.nan] * 2)
+    assert stratified_shortfall(identity, 40, 4, 40) is None
+    # 4 bins of [0, 1): quota ceil(100 / 4) = 25 each; bins hold 90, 3, 1 and 0 pool pairs
+    kept = sum(min(c, 25) for c in (90, 3, 1, 0))
+    note = stratified_shortfall(identity, 100, 4, kept)
+    assert note.startswith("identity-stratified sampling gave 29 of the 100 pairs asked for")
+    assert "at most 25 pairs of an aligned pool of 94 random pairs" in note
+    assert "3 bins held fewer (0.25-0.5: 3, 0.5-0.75: 0, 0.75-1: 1)" in note and "--pool-factor" in note
+
+
+def test_identity_stratified_sampling_warns_when_short(tmp_path, invoke):
+    root = tmp_path / "s"
+    with open_store(root, create=True) as s:
+        ingest(s, [sample_files()[2]])
+    res = invoke("--store", root, "pairs", "sample", "--name", "st", "--strategy", "identity-stratified",
+                 "--pairs", "200", "--proteins", "40", "--pool-factor", "2", "--json")
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)[0]["pairs"]
+    assert got < 200 and f"warning: identity-stratified sampling gave {got:,} of the 200 pairs" in res.stderr
+
+
+def _sigint_handler(_):
+    import signal
+
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_alignment_workers_leave_ctrl_c_to_the_parent():
+    """A Ctrl-C reaches every process of the terminal's group: the pool's workers ignore it, so
+    only the parent speaks (one line saying what was kept), and the parent's own chunks loop
+    (threads=1) still gets it."""
+    import multiprocessing as mp
+    import signal
+
+    from protiso.pairs import jobs
+    from protiso.pairs.align import Scoring
+
+    with mp.get_context("fork").Pool(2, initializer=jobs._pool_worker_init,
+                                     initargs=(Scoring(), "parasail")) as pool:
+        assert pool.map(_sigint_handler, range(4)) == [True] * 4
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
+def test_ingest_messages(tmp_path, invoke):
+    root = tmp_path / "s"
+    res = invoke("--store", root, "ingest", tmp_path)
+    assert res.exit_code == 1
+    assert one_line_error(res) == f"error: {tmp_path} is a directory; give the files in it, e.g. {tmp_path}/*.fasta.gz"
+    from protiso.go.store import bundled_obo
+
+    res = invoke("--store", root, "ingest", bundled_obo())
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert len(lines) == 1 and re.match(r"Gene Ontology go_2014_sample\.obo\.gz .*: 6,049 terms, [\d,]+ relations", lines[0])
+    res = invoke("--store", root, "ingest", sample_files()[2])
+    assert res.stdout.strip() == "100 records read, 100 new proteins; 0 annotation rows, 0 new"
+
+
+def test_demo_settings_are_printed_in_words():
+    from protiso.pipeline.demo import demo_settings, settings_text
+
+    text = settings_text(demo_settings())
+    assert text.startswith("demo settings: model protiso-mini (all layers, per-residue statistics) and its "
+                           "training checkpoints step")
+    assert "every protein of the sample, each truncated to its first 128 residues" in text
+    assert "all pairs among 250 proteins, seed 0" in text
+    assert "a fixed subset of 400 proteins (--proteins)" in settings_text(demo_settings(400), 400)

@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import shutil
 
+import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import tiny_models
 from protiso import open_store
 from protiso.embedding import chunk_windows, embed, embed_sequences
-from protiso.runs import iter_embeddings, load_embeddings, load_local_stats, resolve_run
+from protiso.runs import delete_run, iter_embeddings, load_embeddings, load_local_stats, resolve_run
 from protiso.errors import InputError, NotFoundError
 from protiso.isotropy.stats import SufficientStats
 from protiso.models import LoadOptions, load_model
@@ -102,8 +104,7 @@ def test_embed_pools_residue_positions_and_records_provenance(sample_store, bert
 def test_batch_budget_does_not_change_results(sample_store, bert, bert_dir):
     a = embed(sample_store, model=str(bert_dir), where=WHERE, dtype="float32", device="cpu", max_tokens=80)
     X = _rows(sample_store, a.run_id, 2)
-    sample_store.delete_dataset(a.dataset)
-    sample_store.con.execute("DELETE FROM run_proteins; DELETE FROM runs")
+    delete_run(sample_store, a.run_id)
     b = embed(sample_store, model=str(bert_dir), where=WHERE, dtype="float32", device="cpu", max_tokens=5000)
     Y = _rows(sample_store, b.run_id, 2)
     assert sorted(X) == sorted(Y)
@@ -315,7 +316,11 @@ def test_oom_halves_batch_and_records_failures(sample_store, bert, bert_dir):
     assert sorted(got) == sorted(ref)
     for k in ref:
         np.testing.assert_allclose(got[k], ref[k], atol=2e-5)
-    # failed proteins are retried on the next run (here with enough memory)
+    # failed proteins are retried: failing again leaves the counts as they were (added per commit,
+    # never recounted), succeeding moves them from failed to done
+    still = embed(sample_store, model="tiny-oom", adapter=_OomAdapter(bert, cap), where=WHERE, dtype="float32",
+                  max_tokens=4000)
+    assert still.n_failed == len(too_long) and still.n_done == len(seqs) - len(too_long)
     again = embed(sample_store, model="tiny-oom", adapter=bert, where=WHERE, dtype="float32")
     assert again.run_id == run.run_id and again.n_failed == 0 and again.n_done == len(seqs)
 
@@ -448,3 +453,35 @@ def test_padding_never_exceeds_position_limit():
         layer = adapter.num_layers
         assert batched[layer].shape == (len(seq), adapter.dim)
         np.testing.assert_allclose(batched[layer], alone[layer], atol=1e-4)
+
+
+def test_statuses_from_before_migration_012_are_kept_and_moved_into_status_parts(sample_store, bert_dir):
+    """A store whose statuses are catalog rows (schema 011): after the upgrade `run_proteins` shows
+    them, resuming embeds nothing twice, and the first write moves them into a status part."""
+    run = embed(sample_store, model=str(bert_dir), where=WHERE, dtype="float32", device="cpu", max_tokens=300)
+    before = sorted(sample_store.execute("SELECT * FROM run_proteins").fetchall())
+    n_parts = len(sample_store.parts(run.dataset))
+    root = sample_store.root
+    sample_store.close()
+    con = duckdb.connect(str(root / "protiso.duckdb"))        # back to schema 011: rows in run_proteins
+    con.execute("ALTER TABLE run_proteins_legacy RENAME TO run_proteins")
+    con.register("old_rows", pa.Table.from_pylist([dict(zip(
+        ("run_id", "accession", "status", "length", "n_residues", "reason", "in_stats", "local_stored"), r))
+        for r in before]))
+    con.execute("INSERT INTO run_proteins SELECT * FROM old_rows")
+    status_files = [p for (p,) in con.execute("SELECT path FROM parts WHERE dataset LIKE 'status/%'").fetchall()]
+    con.execute("DELETE FROM parts WHERE dataset LIKE 'status/%'")
+    con.execute("ALTER TABLE runs DROP COLUMN status_seq")
+    con.execute("DELETE FROM schema_migrations WHERE version = 12")
+    con.close()
+    for p in status_files:
+        (root / p).unlink()
+    with open_store(root) as s:                                 # migration 012
+        assert s.scalar("SELECT count(*) FROM run_proteins_legacy") == len(before)
+        assert sorted(s.execute("SELECT * FROM run_proteins").fetchall()) == before
+        again = embed(s, model=str(bert_dir), where=WHERE, dtype="float32", device="cpu", max_tokens=300)
+        assert again.run_id == run.run_id and again.n_done == run.n_done
+        assert len(s.parts(run.dataset)) == n_parts                       # nothing embedded twice
+        assert s.scalar("SELECT count(*) FROM run_proteins_legacy") == 0
+        assert len(s.parts(f"status/{run.run_id}")) == 1
+        assert sorted(s.execute("SELECT * FROM run_proteins").fetchall()) == before

@@ -193,7 +193,7 @@ def test_cli_ingest_and_read_only_sql(invoke, tmp_path):
                  f"SELECT accession, go_label(go_first(accession, go_top('BP', 1, 2))) AS g FROM protein_meta "
                  f"WHERE go_under(accession, '{R}') ORDER BY accession")
     assert out.exit_code == 0, out.output
-    assert f'"P2","{A} (a {{braced}} name)"' in out.output and f'"P3","{B} (b)"' in out.output
+    assert f'P2,{A} (a {{braced}} name)' in out.output and f'P3,{B} (b)' in out.output
     with open_store(root, read_only=True) as ro:
         assert ro.sql("SELECT count(*) AS n FROM go_term_proteins").column("n")[0].as_py() == 8
 

@@ -390,3 +390,79 @@ def test_taxon_id_too_large(store, tmp_path):
     header = ">sp|P1|X_HUMAN Thing OS=Homo sapiens OX=99999999999 PE=1 SV=1\nMKV\n"
     with pytest.raises(InputError, match=r"x\.fa:1: taxon id 99999999999 is too large"):
         ingest(store, [_write(tmp_path / "x.fa", header)])
+
+
+# Issue 15: annotations have no index (migration 013); the loader alone keeps rows unique.
+@pytest.fixture
+def small_batches(monkeypatch, small_blocks):
+    """Hand DuckDB a few rows at a time, so that repeats fall into different statements."""
+    from protiso.ingest import loader
+    monkeypatch.setattr(loader, "BATCH", 7)
+    monkeypatch.setattr(loader, "ANNOTATION_BATCH", 13)
+
+
+def test_annotations_unique_across_batches_and_ingests(store, tmp_path, small_batches):
+    import random
+    text, info = _many(60)
+    ingest(store, [_write(tmp_path / "m.fa", text)])
+    accs = sorted(info["seqs"])
+    rng = random.Random(15)
+    pool = [(a, ns, f"GO:{k:07d}") for a in accs for ns in ("BPO", "CCO") for k in range(4)]
+    expected = set()
+    # sorted into an empty table (the fast path), then unsorted files that repeat rows within and
+    # across batches and files, and a sorted file into a table no longer empty
+    first = sorted(rng.sample(pool, 200))
+    files = [first, [rng.choice(pool) for _ in range(300)], rng.sample(pool, 150) + first[:30],
+             sorted(rng.sample(pool, 100))]
+    for i, rows in enumerate(files):
+        new = set(rows) - expected
+        result = ingest(store, annotations=[_write(tmp_path / f"a{i}.tsv",
+                                                   "".join("\t".join(r) + "\n" for r in rows))])
+        expected |= set(rows)
+        assert (result.n_annotations, result.n_new_annotations) == (len(rows), len(new))
+        stored = [tuple(r.values()) for r in store.sql("SELECT * FROM annotations").to_pylist()]
+        assert sorted(stored) == sorted(expected)   # no row twice
+
+
+def test_two_sorted_files_in_one_ingest_overlap(store, tmp_path, small_batches):
+    """The fast path for sorted rows sees the earlier file's rows: an overlap is not stored twice."""
+    text, info = _many(20)
+    ingest(store, [_write(tmp_path / "m.fa", text)])
+    rows = [f"{a}\tBPO\tGO:{k}" for a in sorted(info["seqs"]) for k in range(3)]
+    a, b = _write(tmp_path / "a.tsv", "\n".join(rows[:40]) + "\n"), _write(tmp_path / "b.tsv", "\n".join(rows[30:]) + "\n")
+    result = ingest(store, annotations=[a, b])
+    assert (result.n_annotations, result.n_new_annotations) == (70, 60)
+    assert store.scalar("SELECT count(*) FROM (SELECT DISTINCT * FROM annotations)") == 60
+    assert store.scalar("SELECT count(*) FROM annotations") == 60
+
+
+def test_source_names_each_file_and_nothing_is_left_registered(store, tmp_path, small_batches):
+    one, info_one = _many(30)
+    two = "".join(f">R{i}\nMKV{'W' * i}\n" for i in range(25))
+    a, b = _write(tmp_path / "one.fa", one), _write(tmp_path / "two.fa.gz", two, gz=True)
+    result = ingest(store, [a, b])
+    assert result.n_new == 55
+    assert store.sql("SELECT source, count(*) AS n FROM proteins GROUP BY source ORDER BY source").to_pylist() == [
+        {"source": str(a), "n": 30}, {"source": str(b), "n": 25}]
+    names = {r[0] for r in store.con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+    assert not {n for n in names if n.startswith("ingest_")}
+
+
+def test_duckdb_memory_capped_during_ingest_and_settings_restored(store, tmp_path, small_batches):
+    from protiso.ingest import loader
+    from protiso.ingest.loader import _size_bytes
+    before = store.one("SELECT current_setting('memory_limit'), current_setting('enable_progress_bar')")
+    seen = []
+    progress = lambda n: seen.append(store.one(        # noqa: E731
+        "SELECT current_setting('memory_limit'), current_setting('enable_progress_bar'), "
+        "(SELECT count(*) FROM proteins)"))
+    text, _ = _many(40)
+    ingest(store, [_write(tmp_path / "m.fa", text)], progress=progress)
+    assert seen and all(bar is False for _, bar, _ in seen)
+    for limit, _, n in seen:   # the cap follows the proteins stored so far (DuckDB prints 1 decimal)
+        cap = loader.MEMORY_BASE + loader.MEMORY_PER_PROTEIN * n
+        assert abs(_size_bytes(limit) - cap) <= 0.05 * (1 << 20), (limit, n)
+    assert store.one("SELECT current_setting('memory_limit'), current_setting('enable_progress_bar')") == before
+    with pytest.raises(InputError):
+        ingest(store, [_write(tmp_path / "bad.fa", ">X1\nMK1\n")])
+    assert store.one("SELECT current_setting('memory_limit'), current_setting('enable_progress_bar')") == before

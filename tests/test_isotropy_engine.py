@@ -8,6 +8,7 @@ import pytest
 
 from protiso.errors import QueryError
 from protiso.isotropy import engine as E
+from protiso.isotropy import intervals as iv
 from protiso.isotropy.metrics import compute_metrics
 from protiso.isotropy.stats import SufficientStats
 from support import add_run_row, fake_run
@@ -103,10 +104,42 @@ def test_bootstrap_replicates_are_poisson_resamples(run_store):
         expected = SufficientStats.empty(DIM)
         expected.update(X, counts[:, b])
         _close(acc.replicates[None][b], expected)
-    (key, m, ci), = E.summarize(acc)
+    (key, m, ci), = E.summarize(acc, ci_method="percentile")
     reps = sorted(compute_metrics(r).isoscore for r in acc.replicates[None])
     assert ci["isoscore"][0] == pytest.approx(np.quantile(reps, 0.025))
     assert ci["isoscore"][1] == pytest.approx(np.quantile(reps, 0.975))
+    # without jackknife blocks, 'bca' is the bias-corrected percentile interval (a = 0)
+    g, = E.summarize(acc, ci_method="bca")
+    bc = iv.bca_interval(reps, m.isoscore)
+    assert g.ci_method == "bc" and g.ci["isoscore"] == pytest.approx((bc.low, bc.high))
+    assert g.bias["isoscore"] == pytest.approx(np.mean(reps) - m.isoscore)
+
+
+def test_bca_acceleration_from_jackknife_blocks_by_brute_force(run_store):
+    """BCa in the pass: replicate values and leave-one-block-out values recomputed from the raw
+    vectors (float64, numpy) give the same interval through intervals.bca_interval."""
+    store, data = run_store
+    accs, X = data[2]
+    B, G = 40, 7
+    acc = E.scan_layer(store, RUN, 2, DIM, bootstrap=B, seed=3, batch_rows=64, blocks=G)
+    g, = E.summarize(acc, ci_method="bca", ci_level=0.9)
+    X64 = X.astype(np.float64)
+
+    def iso(M, w=None):   # IsoScore = (PR - 1) / (d - 1) of the (weighted) sample covariance
+        C = np.cov(M.T, fweights=w)
+        return (np.trace(C) ** 2 / np.sum(C * C) - 1) / (DIM - 1)
+
+    counts = E.poisson_counts(accs, 3, B)
+    reps = [iso(X64, counts[:, b]) for b in range(B)]
+    block = E.jackknife_blocks(accs, G)
+    assert set(block) == set(range(G))
+    jack = [iso(X64[block != k]) for k in range(G)]
+    want = iv.bca_interval(reps, iso(X64), jack, 0.9)
+    assert g.ci_method == "bca" and want.acceleration != 0
+    assert g.ci["isoscore"] == pytest.approx((want.low, want.high), rel=1e-5)
+    assert g.bias["isoscore"] == pytest.approx(np.mean(reps) - iso(X64), rel=1e-3, abs=1e-7)
+    # blocks hold every row exactly once
+    assert sum(b.n for b in acc.block_stats[None]) == len(accs)
 
 
 def test_poisson_counts_deterministic_and_poisson():

@@ -49,7 +49,7 @@ def test_isoscore_star_matches_reference(torch64, n, d, zeta):
     ref = float(IsoScoreRef.IsoScore_star(X, np.cov(R.T), zeta))
     ours = M.isoscore_star(SufficientStats.from_matrix(X), zeta, SufficientStats.from_matrix(R))
     assert ours == pytest.approx(ref, rel=1e-9)
-    # identity target: tr(C)/d * I
+    # without a reference: the scaled-identity target tr(C)/d * I
     C = np.cov(X.T)
     ref_id = float(IsoScoreRef.IsoScore_star(X, np.eye(d) * np.trace(C) / d, zeta))
     assert M.isoscore_star(SufficientStats.from_matrix(X), zeta) == pytest.approx(ref_id, rel=1e-9)

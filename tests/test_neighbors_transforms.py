@@ -58,6 +58,14 @@ def test_fitted_maps_match_numpy():
     Y = T.fit(stats, "pca", 4).apply(X).astype(np.float64)
     np.testing.assert_allclose(Y.var(0, ddof=1), lam[:4], rtol=1e-4)
     np.testing.assert_allclose(np.abs(Y), np.abs(Xc @ V[:, :4]), rtol=1e-3, atol=1e-4)
+    # standardize: scipy's z-score (ddof 1) per dimension
+    from scipy.stats import zscore
+
+    Y = T.fit(stats, "standardize").apply(X).astype(np.float64)
+    np.testing.assert_allclose(Y, zscore(X, axis=0, ddof=1), rtol=1e-4, atol=1e-4)
+    const = np.c_[X[:, :2], np.full(len(X), 7.0)]            # a constant dimension is only centred
+    Y = T.fit(SufficientStats.from_matrix(const), "standardize").apply(const).astype(np.float64)
+    np.testing.assert_allclose(Y[:, 2], 0, atol=1e-5)
     # output covariance formula used by the report equals the measured one
     tf = T.fit(stats, "abtt", 2)
     np.testing.assert_allclose(tf.covariance_of_output(np.cov(X, rowvar=False)),
@@ -135,9 +143,10 @@ def test_derived_run_all_or_nothing(run, monkeypatch):
 def test_report_matches_independent_computation(run):
     store, acc, X = run
     nq, pool, k = 6, 40, 5
-    table = T.transform_report(store, RUN, LAYER, [("whiten", None), ("pca", 8)], nq, pool, k, seed=3)
+    table = T.transform_report(store, RUN, LAYER, [("whiten", None), ("pca", 8), ("standardize", None)],
+                               nq, pool, k, seed=3)
     rows = {r["transform"]: r for r in table.to_pylist()}
-    assert list(rows) == ["none", "whiten", "pca"]
+    assert list(rows) == ["none", "whiten", "pca", "standardize"]
     # IsoScore of the whole layer: untransformed from its own statistics, whitened ~ 1
     from protiso.isotropy.metrics import compute_metrics
 
@@ -145,21 +154,28 @@ def test_report_matches_independent_computation(run):
                                                      rel=1e-6)
     assert rows["whiten"]["isoscore"] == pytest.approx(1.0, abs=1e-3)
     assert rows["pca"]["dim"] == 8 and rows["none"]["dim"] == X.shape[1]
-    # agreement and correlation recomputed here from scratch for the untransformed vectors
+    # agreement and correlation recomputed here from scratch, for the untransformed vectors and
+    # for scipy's z-score of the whole layer (what `standardize` fits)
+    from scipy.stats import zscore
+
     pick = np.random.default_rng(3).permutation(len(acc))[:pool]
     seqs = dict(store.con.execute("SELECT accession, sequence FROM proteins").fetchall())
-    Xs = X[pick].astype(np.float64)
-    U = Xs / np.linalg.norm(Xs, axis=1, keepdims=True)
-    agree, cos_all, id_all = [], [], []
+    aligned = []
     for i in range(nq):
         others = [j for j in range(pool) if j != i]
-        res = align_many([seqs[acc[pick[i]]]] * len(others), [seqs[acc[pick[j]]] for j in others])
-        cos = np.array([U[i] @ U[j] for j in others])
-        top_align = {others[j] for j in np.argsort(-res["score"], kind="stable")[:k]}
-        top_cos = {others[j] for j in np.argsort(-cos, kind="stable")[:k]}
-        agree.append(len(top_align & top_cos) / k)
-        cos_all.extend(cos)
-        id_all.extend(res["identity"])
-    assert rows["none"]["agreement_at_5"] == pytest.approx(np.mean(agree))
-    assert rows["none"]["pearson_identity"] == pytest.approx(np.corrcoef(cos_all, id_all)[0, 1], abs=1e-6)
+        aligned.append((others, align_many([seqs[acc[pick[i]]]] * len(others),
+                                           [seqs[acc[pick[j]]] for j in others])))
+    for name, Z in (("none", X.astype(np.float64)), ("standardize", zscore(X.astype(np.float64), ddof=1))):
+        Xs = Z[pick]
+        U = Xs / np.linalg.norm(Xs, axis=1, keepdims=True)
+        agree, cos_all, id_all = [], [], []
+        for i, (others, res) in enumerate(aligned):
+            cos = np.array([U[i] @ U[j] for j in others])
+            top_align = {others[j] for j in np.argsort(-res["score"], kind="stable")[:k]}
+            top_cos = {others[j] for j in np.argsort(-cos, kind="stable")[:k]}
+            agree.append(len(top_align & top_cos) / k)
+            cos_all.extend(cos)
+            id_all.extend(res["identity"])
+        assert rows[name]["agreement_at_5"] == pytest.approx(np.mean(agree)), name
+        assert rows[name]["pearson_identity"] == pytest.approx(np.corrcoef(cos_all, id_all)[0, 1], abs=1e-5), name
     assert rows["none"]["n_queries"] == nq and rows["none"]["pool"] == pool

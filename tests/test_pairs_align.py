@@ -1,5 +1,5 @@
-"""Alignment score and identity: equal to Biopython's PairwiseAligner, identity by hand and by
-brute-force enumeration of co-optimal alignments."""
+"""Alignment score and identity: equal to Biopython's PairwiseAligner, identity by hand, by
+Biopython's enumeration of co-optimal alignments and by enumerating every alignment (no DP)."""
 from __future__ import annotations
 
 import gzip
@@ -36,12 +36,40 @@ def _bio(sc: Scoring) -> PairwiseAligner:
                            open_gap_score=-sc.gap_open, extend_gap_score=-sc.gap_extend)
 
 
+def _identities(aln) -> int:
+    """Identical columns of a Biopython alignment, X-X (unknown residue) not counted."""
+    return sum(x == y != "X" and x != "-" for x, y in zip(aln[0], aln[1]))
+
+
 def _brute(a: str, b: str, sc: Scoring):
     """(score, identical pairs, columns) by enumerating Biopython's co-optimal alignments."""
     alns = _bio(sc).align(a, b)
-    keys = [(x.counts().identities, -x.shape[1]) for x in alns]
+    keys = [(_identities(x), -x.shape[1]) for x in alns]
     m, neg_len = max(keys)
     return alns.score, m, -neg_len
+
+
+def _every_alignment(a: str, b: str, sc: Scoring):
+    """The documented rule by enumerating every global alignment of a and b, no DP: the
+    (score, identical pairs, columns) of the best score, then most identical pairs (X-X not
+    counted), then fewest columns. A gap of length L costs open + (L - 1) * extend."""
+    sub = substitution_matrices.load(sc.matrix)
+    found = []
+
+    def walk(i, j, prev, score, same, cols):
+        if i == len(a) and j == len(b):
+            found.append((score, same, -cols))
+            return
+        if i < len(a) and j < len(b):
+            walk(i + 1, j + 1, "pair", score + sub[a[i]][b[j]], same + (a[i] == b[j] != "X"), cols + 1)
+        if i < len(a):
+            walk(i + 1, j, "gap_b", score - (sc.gap_extend if prev == "gap_b" else sc.gap_open), same, cols + 1)
+        if j < len(b):
+            walk(i, j + 1, "gap_a", score - (sc.gap_extend if prev == "gap_a" else sc.gap_open), same, cols + 1)
+
+    walk(0, 0, None, 0.0, 0, 0)
+    score, same, neg_cols = max(found)
+    return score, same, -neg_cols
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +117,12 @@ def test_identity_on_swissprot_pairs_matches_enumeration(real_pairs):
         alns = bio.align(a, b)
         if len(alns) > 200:
             continue
-        best = max(alns, key=lambda x: (x.counts().identities, -x.shape[1]))
+        best = max(alns, key=lambda x: (_identities(x), -x.shape[1]))
         r = align_pair(a, b, sc)
-        assert r.matches == best.counts().identities
+        assert r.matches == _identities(best)
         assert r.length == best.shape[1]
         assert r.gaps == best.counts().gaps
-        assert r.identity == pytest.approx(best.counts().identities / best.shape[1])
+        assert r.identity == pytest.approx(_identities(best) / best.shape[1])
         checked += 1
     assert checked >= 5
 
@@ -129,12 +157,79 @@ def test_identity_ties_match_brute_force_enumeration():
             a = "".join(rng.choice("ACDEGKW") for _ in range(rng.randint(1, 9)))
             b = "".join(rng.choice("ACDEGKW") for _ in range(rng.randint(1, 9)))
             score, m, cols = _brute(a, b, sc)
-            keys = {(x.counts().identities, x.shape[1]) for x in _bio(sc).align(a, b)}
+            keys = {(_identities(x), x.shape[1]) for x in _bio(sc).align(a, b)}
             length_ties += len({c for i, c in keys if i == m}) > 1
             for eng in (fast, ref):
                 r = eng.align(a, b)
                 assert (r.score, r.matches, r.length) == (score, m, cols), (a, b)
     assert length_ties > 0        # the second tie-break was exercised
+
+
+@pytest.mark.parametrize("matrix,gap_open,gap_extend", SETTINGS)
+def test_identity_rule_equals_enumeration_of_every_alignment(matrix, gap_open, gap_extend):
+    """Tiny random pairs over a few letters, X included: many co-optimal alignments, X-X columns."""
+    sc = Scoring(matrix, gap_open, gap_extend, "global")
+    engines = [make_backend(sc), make_backend(sc, "biopython")]
+    rng = random.Random(11)
+    x_columns = 0
+    for _ in range(60):
+        a = "".join(rng.choice("AWCX") for _ in range(rng.randint(1, 5)))
+        b = "".join(rng.choice("AWCX") for _ in range(rng.randint(1, 5)))
+        expected = _every_alignment(a, b, sc)
+        x_columns += "X" in a and "X" in b
+        for eng in engines:
+            r = eng.align(a, b)
+            assert (r.score, r.matches, r.length) == expected, (a, b, type(eng).__name__)
+            assert r.identity == expected[1] / expected[2]
+    assert x_columns > 5
+
+
+def test_unknown_residue_is_not_an_identity():
+    """Issue 17: U, O, J become X, and X-X must not count as identical (the score keeps the
+    matrix's X-X value)."""
+    sc = Scoring()
+    bio = _bio(sc)
+    r = align_pair("MKUW", "MKXW", sc)
+    # worked by hand: M-M 6, K-K 5, X-X -1, W-W 17 (PAM250) = 27; identical M, K, W: 3 of 4
+    assert r.score == bio.score("MKXW", "MKXW") == 27
+    assert (r.matches, r.length, r.identity) == (3, 4, 0.75)
+    assert align_pair("UOJ", "XXX", sc).identity == 0.0
+    assert align_pair("XX", "XX", sc, backend="biopython").matches == 0
+    # other letters still count: B-B and Z-Z are letters of the matrix
+    assert align_pair("BZ", "BZ", sc).matches == 2
+
+
+def test_long_pairs_take_the_prepass_and_the_fallback_exactly():
+    """Pairs too long for the a-priori 32-bit bound (16-bit score pass first) and too long for
+    32 bits at all (Biopython in float64) give the same results as the Biopython backend."""
+    sc = Scoring()
+    path = Path(str(resources.files("protiso") / "data" / "sample" / "swissprot2014_go_2k.fasta.gz"))
+    with gzip.open(path, "rt") as fh:
+        seqs = [str(r.seq) for r in SeqIO.parse(fh, "fasta")]
+    mid = [s for s in seqs if 600 <= len(s) <= 700][:2]
+    big = [s for s in seqs if 1100 <= len(s) <= 1300][:2]
+    A, B = [mid[0], big[0]], [mid[1], big[1]]
+    eng = make_backend(sc)
+    fast = align_many(A, B, sc, _engine=eng)
+    assert eng.n_prepass == 2 and eng.n_fallback == 1
+    ref = align_many(A, B, sc, backend="biopython")
+    for k in fast:
+        np.testing.assert_array_equal(fast[k], ref[k])
+    bio = _bio(sc)
+    np.testing.assert_array_equal(fast["score"], [bio.score(a, b) for a, b in zip(A, B)])
+
+
+def test_pairs_sharing_a_sequence_equal_pair_by_pair(real_pairs):
+    """One query against many, from either side (the shared side becomes the query)."""
+    sc = Scoring()
+    seqs = [a for a, _ in real_pairs[:12]]
+    q = seqs[0]
+    for A, B in (([q] * 11, seqs[1:]), (seqs[1:], [q] * 11)):
+        many = align_many(A, B, sc)
+        one = [align_pair(a, b, sc) for a, b in zip(A, B)]
+        np.testing.assert_array_equal(many["score"], [r.score for r in one])
+        np.testing.assert_array_equal(many["matches"], [r.matches for r in one])
+        np.testing.assert_array_equal(many["length"], [r.length for r in one])
 
 
 def test_local_identity_hand_case():
@@ -154,7 +249,7 @@ def test_fallback_path_equals_fast_path(real_pairs, monkeypatch):
     A = [a for a, _ in real_pairs[:10]]
     B = [b for _, b in real_pairs[:10]]
     fast = align_many(A, B, sc)
-    monkeypatch.setattr(align_mod, "_INT32_SAFE", 1000)      # everything falls back
+    monkeypatch.setattr(align_mod, "_INT32_LIMIT", 1000)     # everything falls back
     eng = make_backend(sc)
     slow = align_many(A, B, sc, _engine=eng)
     assert eng.n_fallback == 10

@@ -6,12 +6,23 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
 
 import tiny_models
 from protiso import open_store
 from protiso.embedding import plan
 from protiso.embedding.compute import chunk_windows, pack, piece_widths
 from protiso.query import as_subset
+from protiso.runs import status as run_status
+
+
+def _status_rows(rows) -> pa.Table:
+    """A status part's columns for (accession, status, in_stats) rows (in_stats False: unchanged)."""
+    n = len(rows)
+    return pa.table({"accession": [r[0] for r in rows], "status": pa.array([r[1] for r in rows], pa.string()),
+                     "length": pa.nulls(n, pa.int32()), "n_residues": pa.nulls(n, pa.int32()),
+                     "reason": pa.nulls(n, pa.string()), "in_stats": [r[2] or None for r in rows],
+                     "local_stored": pa.nulls(n, pa.bool_())})
 
 
 def _walk(store, run_id, where=None, local_stats=False, max_length=10_000, long="truncate", limit=None,
@@ -27,9 +38,22 @@ def test_plan_follows_the_resume_rule_in_sorted_pages(sample_store, monkeypatch)
     accs = [a for (a,) in s.con.execute("SELECT accession FROM proteins ORDER BY rowid LIMIT 40").fetchall()]
     s.con.execute("INSERT INTO runs (run_id, run_key, model, dim, layers, pooling, dtype, length_policy, status) "
                   "VALUES ('r', 'k', 'm', 4, [1], 'mean', 'float32', 'truncate', 'done')")
+    # statuses in two status parts and one row kept from before migration 012: the latest row of
+    # each protein counts, a NULL status (a statistics-only pass) keeps the status before it
+    first = [(accs[i], "done", False) for i in range(10)] + [(accs[i], "failed", False) for i in range(10, 16)] + \
+        [(accs[i], "truncated", False) for i in range(16, 20)] + [(accs[i], "skipped", False) for i in range(20, 25)]
+    second = [(accs[i], None, True) for i in range(10)] + [(accs[15], "truncated", False)]
+    s.con.execute("INSERT INTO run_proteins_legacy (run_id, accession, status, in_stats) VALUES ('r', ?, 'done', true)",
+                  [accs[30]])
+    with s.transaction():
+        for part in (first, second):
+            run_status.append(s, "r", _status_rows(part))
     rows = [(accs[i], "done", True) for i in range(10)] + [(accs[i], "failed", False) for i in range(10, 15)] + \
-        [(accs[i], "truncated", False) for i in range(15, 20)] + [(accs[i], "skipped", False) for i in range(20, 25)]
-    s.con.executemany("INSERT INTO run_proteins (run_id, accession, status, in_stats) VALUES ('r', ?, ?, ?)", rows)
+        [(accs[i], "truncated", False) for i in range(15, 20)] + [(accs[i], "skipped", False) for i in range(20, 25)] + \
+        [(accs[30], "done", True)]
+    s.refresh_views()
+    assert sorted(s.execute("SELECT accession, status, in_stats FROM run_proteins WHERE run_id = 'r'").fetchall()) == \
+        sorted(rows)
     monkeypatch.setattr(plan, "PAGE_ROWS", 300)               # several pages
     monkeypatch.setattr(plan, "FIRST_PAGE", 1)
     every = {a: (n, q) for a, n, q in s.con.execute("SELECT accession, length, sequence FROM proteins").fetchall()}
@@ -45,6 +69,7 @@ def test_plan_follows_the_resume_rule_in_sorted_pages(sample_store, monkeypatch)
         assert all(p.sequence == every[p.accession][1] and p.length == every[p.accession][0] for p in got)
         assert all(p.write == (st.get(p.accession, ("", 0))[0] not in ("done", "truncated")) for p in got)
         assert all(p.stats == (local_stats and not st.get(p.accession, ("", False))[1]) for p in got)
+        assert all(p.retry == (st.get(p.accession, ("",))[0] == "failed") for p in got)
         for w in windows:         # each window is in (length, accession) order
             keys = [(p.length, p.accession) for p in w.proteins()]
             assert keys == sorted(keys) and len(keys) <= 7

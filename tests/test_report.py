@@ -27,7 +27,9 @@ needs_browser = pytest.mark.skipif(
     "(apt-get install -y chromium chromium-driver)")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-METRIC_FIELDS = {"layer", "n", "d", "isoscore", "effective_dims", "avg_cosine"}
+METRIC_FIELDS = {"layer", "n", "d", "isoscore", "effective_dims", "avg_cosine", "intrinsic_dim_twonn",
+                 "intrinsic_dim_mle", "intrinsic_n_duplicates", "rogue_top_share", "isoscore_lo", "isoscore_hi",
+                 "isoscore_bias", "avg_cosine_lo", "avg_cosine_hi", "avg_cosine_bias"}
 
 
 def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
@@ -50,7 +52,7 @@ class _Dom(HTMLParser):
     def __init__(self):
         super().__init__()
         self.sections, self.images, self.check = [], [], None
-        self.cells, self.corr = [], []
+        self.cells, self.corr, self.go_corr = [], [], []
         self._open = None   # (kind, attrs, text parts) of the cell being read
 
     def handle_starttag(self, tag, attrs):
@@ -65,6 +67,8 @@ class _Dom(HTMLParser):
             self._open = ("metric", a, [])
         elif tag == "td" and "data-corr" in a:
             self._open = ("corr", a, [])
+        elif tag == "td" and "data-go-corr" in a:
+            self._open = ("go_corr", a, [])
 
     def handle_data(self, data):
         if self._open:
@@ -73,7 +77,8 @@ class _Dom(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "td" and self._open:
             kind, a, text = self._open
-            (self.cells if kind == "metric" else self.corr).append((a, "".join(text).strip()))
+            {"metric": self.cells, "corr": self.corr, "go_corr": self.go_corr}[kind].append(
+                (a, "".join(text).strip()))
             self._open = None
 
 
@@ -85,8 +90,20 @@ def parse(dom: str) -> _Dom:
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
-    """(store root, report path) of the shared small analysed store."""
+    """(store root, report path) of the shared small analysed store, plus what goes beyond the
+    paper: the bundled GO slice with Resnik/Lin per pair, intrinsic dimension at every layer of
+    protiso-mini, and BCa intervals at its last layer."""
+    from protiso.go.store import bundled_obo, ingest_obo
+    from protiso.isotropy.engine import isotropy
+    from protiso.pairs.functional import go_semantic_pair_set
+
     root, _ = build(tmp_path_factory.mktemp("report") / "store", sample_files())
+    with open_store(root) as s:
+        ingest_obo(s, bundled_obo())
+        for (pair_set,) in s.con.execute("SELECT name FROM pair_sets").fetchall():
+            go_semantic_pair_set(s, pair_set)
+        isotropy(s, "protiso-mini", "all", where=WHERE, intrinsic=True)
+        isotropy(s, "protiso-mini", where=WHERE, bootstrap=40)
     with open_store(root, read_only=True) as s:
         path = build_report(s, root.parent / "out")
     return root, path
@@ -110,7 +127,8 @@ def test_report_renders_with_every_section_and_no_broken_image(reported, tmp_pat
     assert dom.check.get("data-broken") == ""
     assert int(dom.check["data-images"]) == len(dom.images) >= 12
     figures = {img.get("data-figure") for img in dom.images}
-    for prefix in ("spectra", "layers", "checkpoints", "groups-", "local-", "corr-", "pairs-", "go-"):
+    for prefix in ("spectra", "layers", "checkpoints", "groups-", "local-", "corr-", "pairs-", "go-",
+                   "intrinsic-", "go-semantic-"):
         assert any(f.startswith(prefix) for f in figures), (prefix, figures)
     html = report.read_text()
     assert "http://" not in html and "https://" not in html     # nothing fetched from elsewhere
@@ -153,6 +171,23 @@ def test_numbers_shown_equal_the_metrics_table(reported, tmp_path):
                 "AND group_by = 'residue' GROUP BY ALL").fetchall():
             shown = re.search(rf'data-local-mean="{re.escape(run_id)}/{layer}">([^<]*)<', html).group(1)
             assert _shown_equals(shown, mean), (run_id, layer, shown, mean)
+        # intrinsic dimension at every layer, rogue dimensions and intervals are shown from their rows
+        fields = {(int(a["data-metric-id"]), a["data-field"]) for a, _ in dom.cells}
+        newest = ("SELECT max(metric_id) FROM metrics WHERE intrinsic_dim_twonn IS NOT NULL AND level = 'global' "
+                  "AND group_by = '' GROUP BY run_id, layer, filter")    # older rows are superseded
+        for (mid,) in s.con.execute(newest).fetchall():
+            assert (mid, "intrinsic_dim_twonn") in fields and (mid, "intrinsic_dim_mle") in fields
+        assert s.scalar("SELECT count(DISTINCT layer) FROM metrics WHERE intrinsic_dim_twonn IS NOT NULL") >= 2
+        boot = s.scalar("SELECT metric_id FROM metrics WHERE bootstrap > 0 AND ci_method = 'bca'")
+        assert {(boot, f) for f in ("isoscore_lo", "isoscore_hi", "isoscore_bias")} <= fields
+        assert any(f == "rogue_top_share" for _, f in fields)
+        for attrs, text in dom.go_corr:                       # GO semantic correlations equal the view
+            measure, var = attrs["data-go-corr"].split("/")
+            assert re.fullmatch(r"[a-z_]+", measure) and var in ("cosine", "sq_euclidean", "score", "identity")
+            values = [r[0] for r in s.con.execute(f"SELECT {var} FROM pair_go_correlations WHERE measure = ?",
+                                                  [measure]).fetchall()]
+            assert any(_shown_equals(text, v) for v in values), (measure, var, text, values)
+        assert {a["data-go-corr"].split("/")[0] for a, _ in dom.go_corr} >= {"go_jaccard", "resnik_bp", "lin_bp"}
         # correlations shown equal the view
         for attrs, text in dom.corr:
             key = attrs["data-corr"]
@@ -344,3 +379,22 @@ def test_cli_reproduce_writes_the_report_and_tells_each_reason_once(reported, tm
     assert res.stderr.count("Rostlab/prot_xlnet' is not available") == 1, res.stderr
     assert f"report: {copy / 'report' / 'report.html'}" in res.stderr
     assert (copy / "report" / "report.html").exists()
+
+
+@needs_browser
+def test_go_groups_are_named_and_intervals_flag_small_n(reported, tmp_path):
+    root, report = reported
+    dom = render(report, tmp_path)
+    groups = re.search(r'<section id="groups".*?</section>', dom, re.S).group(0)
+    with open_store(root, read_only=True) as s:
+        keys = [k for (k,) in s.con.execute("SELECT DISTINCT group_key FROM metrics_latest WHERE group_by LIKE "
+                                            "'%list_contains(terms%' AND n >= 10 AND group_key LIKE 'GO:%'").fetchall()]
+        named = {k: s.scalar("SELECT name FROM go_terms WHERE term = ?", [k]) for k in keys}
+        n, d = s.one("SELECT n, d FROM metrics WHERE bootstrap > 0")
+    assert named and all(named.values())
+    for key, name in named.items():                          # GO ids never bare: id (name)
+        assert f"{key} ({name})" in groups, key
+        assert not re.search(rf">{re.escape(key)}</td>", groups)
+    intervals = re.search(r'<section id="intervals".*?</section>', dom, re.S).group(0)
+    assert "BCA 95%" in intervals
+    assert ('data-flag="n-le-5d"' in intervals) == (n <= 5 * d)

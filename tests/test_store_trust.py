@@ -22,6 +22,7 @@ import pytest
 from protiso import open_store
 from protiso.errors import DamagedStoreError, NotFoundError, QueryError
 from protiso.store.integrity import verify
+from protiso.runs import status as run_status
 from support import fake_run
 
 PROTISO = str(Path(sys.executable).with_name("protiso"))
@@ -154,8 +155,9 @@ def test_lost_part_fails_reads_verify_lists_it_repair_marks_work_not_done(vec_st
     with open_store(vec_store) as s:
         lost = s.parts("embeddings/fake-run")[1]
         n_lost = pq.read_metadata(lost).num_rows
-        s.execute("INSERT INTO run_proteins (run_id, accession, status, length, n_residues) "
-                  "SELECT 'fake-run', accession, 'done', 10, 10 FROM embeddings_fake_run")
+        run_status.append(s, "fake-run", s.sql(
+            "SELECT accession, 'done' AS status, 10 AS length, 10 AS n_residues, NULL AS reason, "
+            "NULL AS in_stats, NULL AS local_stored FROM embeddings_fake_run"))
     lost.unlink()
     for args in (["isotropy", "-m", "fake-run"], ["index", "list"], ["runs"],
                  ["sql", "SELECT count(*) FROM embeddings"], ["index", "build", "-m", "fake-run", "--kind", "flat"]):
@@ -206,6 +208,24 @@ def test_lost_part_of_a_real_run_is_re_embedded_after_repair(_sample_store_templ
         assert s.scalar("SELECT count(*) FROM run_proteins WHERE status = 'failed'") == 0
     assert after.keys() == before.keys() and len(after) == run["n_done"]
     assert n_lost > 0
+    # a lost status part: repair restores the statuses of the proteins whose vectors exist, so
+    # embedding again embeds nothing twice
+    with open_store(root, read_only=True) as s:
+        status_parts = s.parts(f"status/{run['run_id']}")
+        n_rows = pq.read_metadata(status_parts[0]).num_rows
+    assert len(status_parts) > 2 and n_rows > 0
+    status_parts[0].unlink()
+    r = invoke("--store", root, "repair")
+    assert r.exit_code == 0 and f"the status of {n_rows:,} protein(s) with vectors restored" in " ".join(
+        r.stdout.split()), r.output
+    with open_store(root, read_only=True) as s:
+        assert s.scalar("SELECT n_done FROM runs WHERE run_id = ?", [run["run_id"]]) == run["n_done"]
+    r = invoke("--store", root, "embed", "--where", SMALL, "--dtype", "float32", "--max-tokens", "2000", "--json")
+    assert r.exit_code == 0, r.output
+    with open_store(root, read_only=True) as s:
+        assert s.scalar("SELECT count(*) FROM embeddings") == run["n_done"]
+        assert s.scalar("SELECT count(*) FROM run_proteins WHERE run_id = ? AND status <> 'failed'",
+                        [run["run_id"]]) == run["n_done"]
 
 
 def test_changed_part_and_truncated_index_are_messages(vec_store, invoke):
@@ -351,3 +371,26 @@ def test_ctrl_c_during_a_long_sql_query_is_a_message(vec_store):
         raise
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_repair_of_a_run_that_lost_a_vector_part_and_a_status_part_at_once(vec_store, invoke):
+    """Every lost part is unlisted before any repairer reads what remains: the run's statuses
+    (one status part per vector part here) are rebuilt from both losses, no 'damaged store'."""
+    with open_store(vec_store) as s:
+        vectors = s.parts("embeddings/fake-run")
+        for part in vectors:
+            run_status.append(s, "fake-run", s.sql(
+                "SELECT accession, 'done' AS status, 10 AS length, 10 AS n_residues, NULL AS reason, "
+                "NULL AS in_stats, NULL AS local_stored FROM read_parquet($p)", {"p": str(part)}))
+        statuses = s.parts("status/fake-run")
+        n_lost = pq.read_metadata(vectors[1]).num_rows
+    assert len(statuses) == len(vectors) == 4
+    vectors[1].unlink()          # the vectors of the second quarter
+    statuses[0].unlink()         # the statuses of the first quarter
+    r = invoke("--store", vec_store, "repair")
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert invoke("--store", vec_store, "verify").exit_code == 0
+    with open_store(vec_store, read_only=True) as s:
+        assert s.scalar("SELECT count(*) FROM run_proteins WHERE status = 'failed'") == n_lost
+        assert s.scalar("SELECT count(*) FROM run_proteins WHERE status = 'done'") == 2000 - n_lost
+        assert s.scalar("SELECT n_done FROM runs WHERE run_id = 'fake-run'") == 2000 - n_lost

@@ -5,6 +5,7 @@ Each area registers its commands from its own module (protiso/cli/<area>.py, `re
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -50,8 +51,12 @@ def _global(
     ctx.obj = {"store": store, "data": data}
 
 
-for _name in CLI_MODULES:
-    importlib.import_module(f"protiso.cli.{_name}").register(app)
+try:
+    for _name in CLI_MODULES:
+        importlib.import_module(f"protiso.cli.{_name}").register(app)
+except KeyboardInterrupt:   # Ctrl-C while the command line starts (FAISS, SciPy load): nothing ran yet
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130) from None
 
 
 def main() -> None:

@@ -28,9 +28,13 @@ try:            # typer >= 0.2x carries its own copy of click
 except ImportError:   # pragma: no cover - older typer on click
     from click import get_current_context
 
-__all__ = ["FORMATS", "choice", "console", "emit", "err_console", "error", "format_option", "handle_errors",
+__all__ = ["FORMATS", "RUN_HELP", "choice", "console", "emit", "err_console", "error", "format_option", "handle_errors",
            "json_option", "open_from_ctx", "output_option", "prepare_directory", "prepare_output",
            "progress_bar", "resolve_format", "to_json", "warn"]
+
+# The --model option of every command that reads a run (resolved by protiso.runs.resolve).
+RUN_HELP = ("Model alias, run id or short run id (the `id` column of `protiso runs`). Default: the "
+            "store's only run, else the latest run of the default model (protiso-mini).")
 
 
 # What a Ctrl-C leaves behind, per command (others: nothing is said beyond "interrupted").
@@ -58,6 +62,36 @@ def _path(ctx) -> str:
         names.append(ctx.info_name or "")
         ctx = ctx.parent
     return " ".join(reversed(names))
+
+
+_CTRL_C: dict = {"seen": False}    # a Ctrl-C arrived during this command (see notice_ctrl_c)
+
+
+def _on_sigint(signum, frame) -> None:
+    _CTRL_C["seen"] = True
+    signal.default_int_handler(signum, frame)     # KeyboardInterrupt, as Python's own handler
+
+
+@contextlib.contextmanager
+def notice_ctrl_c() -> Iterator[None]:
+    """Remember that a Ctrl-C arrived while a command ran. A Ctrl-C inside a DuckDB call aborts
+    its transaction, and what surfaces may be a later statement's "transaction is aborted" (or
+    a ProtisoError wrapping it) instead of KeyboardInterrupt: `handle_errors` then reports the
+    interruption, not that error. Only where Python's own handler is in place (main thread)."""
+    _CTRL_C["seen"] = False
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def ctrl_c_seen() -> bool:
+    return _CTRL_C["seen"]
 
 
 def interrupted_message() -> str:
@@ -134,7 +168,13 @@ def warn(message: str) -> None:
 def handle_errors() -> Iterator[None]:
     """Print a ProtisoError as `error: message` on stderr and exit with status 1."""
     try:
-        yield
+        try:
+            yield
+        except (ProtisoError, duckdb.Error, pa.ArrowException, OSError):
+            if ctrl_c_seen():      # a consequence of the Ctrl-C (an aborted transaction): say that
+                err_console.print(interrupted_message(), highlight=False, markup=False)
+                raise typer.Exit(130) from None
+            raise
     except ProtisoError as exc:
         flag = f" (option --{exc.param.replace('_', '-')})" if getattr(exc, "param", None) else ""
         error(f"{exc}{flag}")

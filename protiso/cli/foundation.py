@@ -1,25 +1,22 @@
 """Foundation commands: ingest, sql, info, demo."""
 from __future__ import annotations
 
-import sys
+import re
 from pathlib import Path
 from typing import List, Optional
 
 import duckdb
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from protiso.cli.core import (console, ctrl_c_interrupts_queries, emit, err_console, handle_errors,
-                              open_from_ctx, to_json, warn)
+from protiso.cli.core import (console, ctrl_c_interrupts_queries, emit, err_console, format_option,
+                              handle_errors, json_option, open_from_ctx, output_option, resolve_format, warn)
+from protiso.cli.embed import RUN_OPTIONAL, run_rows
 from protiso.errors import InputError, QueryError
 from protiso.ingest import ingest as ingest_files
 from protiso.ingest.loader import FORMATS, UNKNOWN_POLICIES
 from protiso.store.info import store_info
 from protiso.store.readonly import check_read_only
-
-SQL_FORMATS = ("table", "csv", "json", "parquet")
 
 
 def _choice(value: str, choices, option: str) -> str:
@@ -55,36 +52,42 @@ def ingest(
                                   progress=lambda n: bar.advance(task, n))
     for w in result.warnings:
         warn(w)
-    console.print(f"{result.n_records:,} records read, {result.n_new:,} new proteins; "
-                  f"{result.n_annotations:,} annotation rows, {result.n_new_annotations:,} new",
-                  highlight=False)
+    for go in result.go:
+        console.print(go.summary(), highlight=False, markup=False, soft_wrap=True)
+    if len(result.files) > len(result.go):     # sequence files or annotation TSVs were given
+        console.print(f"{result.n_records:,} records read, {result.n_new:,} new proteins; "
+                      f"{result.n_annotations:,} annotation rows, {result.n_new_annotations:,} new",
+                      highlight=False, soft_wrap=True)
 
 
 def sql(
     ctx: typer.Context,
     query: Optional[str] = typer.Argument(None, help="SQL query over the store's tables and views."),
     file: Optional[Path] = typer.Option(None, "--file", "-f", help="Read the query from a file."),
-    fmt: str = typer.Option("table", "--format", help=f"Output: {'|'.join(SQL_FORMATS)}."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o",
-                                          help="Write to this file (required for parquet)."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Run ad-hoc SQL on the store, read-only: one SELECT/WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN or
     read-only PRAGMA, e.g. `protiso sql "SELECT * FROM organism_summary"`. Statements that write
-    files, attach databases, change settings or load extensions are refused. Ctrl-C stops it."""
-    _choice(fmt, SQL_FORMATS, "--format")
+    files, attach databases, change settings or load extensions are refused. Ctrl-C stops it.
+    csv and tsv quote only where needed and write lists and structs as JSON."""
+    fmt = resolve_format(fmt, as_json, output)
     with handle_errors():
         if (query is None) == (file is None):
             raise QueryError("give either a QUERY argument or --file, not both or neither")
         if file is not None:
             if not file.is_file():
-                raise InputError(f"{file}: no such file")
-            query = file.read_text()
-        if fmt == "parquet" and output is None:
-            raise QueryError("--format parquet needs --output FILE")
+                raise InputError(f"{file}: no such file", param="file")
+            try:
+                query = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{file}: not a UTF-8 text file", param="file") from None
     with ctrl_c_interrupts_queries() as interrupt:
         with open_from_ctx(ctx, read_only=True) as store:
             if output is not None and _inside(output, store.root):
-                raise QueryError(f"{output} is inside the store {store.root}; write query results elsewhere")
+                raise QueryError(f"{output} is inside the store {store.root}; write query results elsewhere",
+                                 param="output")
             statements = check_read_only(store.con, query)
             if len(statements) > 1:
                 raise QueryError(f"give one statement, not {len(statements)}")
@@ -99,7 +102,18 @@ def sql(
                 interrupt["con"] = None
             if interrupt["interrupted"]:
                 _interrupted()
-            _write_result(table, fmt, output)
+            emit(table, fmt, output)
+    null_go = [c for c in table.column_names if GO_PAIR_COLUMNS.match(c)
+               and table.num_rows and table.column(c).null_count == table.num_rows]
+    if null_go:
+        warn(f"{', '.join(null_go)} {'is' if len(null_go) == 1 else 'are'} NULL in every row: a pair set's GO "
+             "similarities stay NULL until `protiso correlate PAIR_SET` computes them (and where a protein "
+             "has no term)")
+
+
+# Pair columns (view pair_metrics) that stay NULL until `protiso correlate` computes them: a
+# result with one of them NULL in every row says so.
+GO_PAIR_COLUMNS = re.compile(r"^(go_jaccard|resnik_\w+|lin_\w+)$")
 
 
 def _interrupted() -> None:
@@ -115,40 +129,30 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def _write_result(table, fmt: str, output: Optional[Path]) -> None:
-    if fmt == "table":
-        if output is not None:
-            raise QueryError("--format table prints to the terminal; use csv, json or parquet "
-                             "with --output")
-        emit(table)
-        return
-    if fmt == "parquet":
-        pq.write_table(table, output)
-    elif fmt == "csv":
-        pacsv.write_csv(table, str(output) if output else sys.stdout.buffer)
-    elif output is not None:
-        output.write_text(to_json(table.to_pylist()))
-    else:
-        sys.stdout.write(to_json(table.to_pylist()))
-    if output is not None:
-        err_console.print(f"wrote {table.num_rows:,} rows to {output}", highlight=False)
-
-
-def info(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def info(ctx: typer.Context, fmt: Optional[str] = format_option(), output: Optional[Path] = output_option(),
+         as_json: bool = json_option()) -> None:
     """Tables with row counts, embedding runs and the store's size on disk; damaged parts (missing
-    or changed files) are listed too (see `protiso verify`)."""
+    or changed files) are listed too (see `protiso verify`).
+
+    json and ndjson give the whole summary as one object; csv, tsv and parquet the table of row
+    counts (the runs: `protiso runs --format ...`)."""
+    fmt = resolve_format(fmt, as_json, output)
     with open_from_ctx(ctx, read_only=True, check=False) as store:
         summary = store_info(store)
-    if as_json:
-        emit([summary], as_json=True)
+        runs = run_rows(store) if summary["runs"] and fmt == "table" else []
+    for problem in summary["damaged"]:
+        warn(f"{problem['path']} ({problem['dataset']}): {problem['problem']}; run `protiso repair`")
+    if fmt in ("json", "ndjson"):
+        emit([summary], fmt, output)
+        return
+    if fmt != "table" or output is not None:
+        emit(summary["tables"], fmt, output)
         return
     console.print(f"store [bold]{summary['store']}[/] ({summary['size_bytes'] / 1e6:.1f} MB on disk)",
                   highlight=False)
     emit(summary["tables"], title="tables")
-    if summary["runs"]:
-        emit(summary["runs"], title="embedding runs")
-    for problem in summary["damaged"]:
-        warn(f"{problem['path']} ({problem['dataset']}): {problem['problem']}; run `protiso repair`")
+    if runs:
+        emit(runs, title="embedding runs (id: short run id, usable wherever a run is)", optional=RUN_OPTIONAL)
 
 
 def demo(ctx: typer.Context,
@@ -163,7 +167,7 @@ def demo(ctx: typer.Context,
     when already done, so an interrupted demo resumes. protiso-mini is a demonstration model,
     not a stand-in for published pLMs."""
     from protiso.cli.report import pipeline_callbacks
-    from protiso.pipeline.demo import run_demo, sample_overview
+    from protiso.pipeline.demo import demo_settings, run_demo, sample_overview, settings_text
 
     def on_ingest(result) -> None:
         console.print(f"[bold]ingest[/]: {result.n_records:,} records, {result.n_new:,} new; "
@@ -171,6 +175,8 @@ def demo(ctx: typer.Context,
         for title, table in sample_overview(store).items():
             emit(table, title=title)
 
+    console.print(settings_text(demo_settings(proteins), proteins), highlight=False, markup=False,
+                  soft_wrap=True)
     with open_from_ctx(ctx, create=True) as store, pipeline_callbacks() as callbacks:
         result = run_demo(store, proteins=proteins, on_ingest=on_ingest, **callbacks)
         emit(result.isotropy, title="isotropy (last layer)")

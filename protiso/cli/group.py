@@ -17,7 +17,8 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from protiso.cli.core import _RUNNING, _path, err_console, error, handle_errors, interrupted_message
+from protiso.cli.core import (_RUNNING, _path, ctrl_c_seen, err_console, error, handle_errors, interrupted_message,
+                              notice_ctrl_c)
 
 try:            # typer >= 0.2x carries its own copy of click
     from typer._click import exceptions as _cx
@@ -94,6 +95,20 @@ def markdown_safe(text: str | None) -> str | None:
     return "".join(p if p.startswith("`") else re.sub(r"(?<!\\)([<>*])", r"\\\1", p) for p in parts)
 
 
+LONG_DEFAULT = 30   # a longer default is shown in the help text, where it wraps, not cut with '…'
+
+
+def _long_default_into_help(param) -> None:
+    """Show a long default (a comma-separated list of models) at the end of the option's help
+    text, with a space after each comma so it wraps; Rich would cut `[default: ...]` with '…'."""
+    default = getattr(param, "default", None)
+    if not isinstance(default, str) or len(default) <= LONG_DEFAULT or not getattr(param, "show_default", True):
+        return
+    text = ", ".join(x.strip() for x in default.split(",")) if "," in default else default
+    param.help = ((param.help or "").rstrip() + f" Default: {markdown_safe(text)}.").strip()
+    param.show_default = False
+
+
 def polish(cmd) -> None:
     """Clean help for a command (and a group's subcommands), once."""
     if getattr(cmd, "_protiso_polished", False):
@@ -105,6 +120,7 @@ def polish(cmd) -> None:
     for param in cmd.params:
         if getattr(param, "help", None):
             param.help = markdown_safe(param.help)
+        _long_default_into_help(param)
         label = _label(param)
         param.display_type_rich = (lambda ctx, _label=label: _label)
     get_help_option = cmd.get_help_option
@@ -141,14 +157,14 @@ class ProtisoGroup(TyperGroup):
 
     def invoke(self, ctx):
         try:
-            with handle_errors():
+            with notice_ctrl_c(), handle_errors():
                 return super().invoke(ctx)
         except (typer.Exit, typer.Abort, _cx.ClickException):
             raise
         except Exception as exc:   # noqa: BLE001 - the last resort: a bug, in one line
             if os.environ.get("PROTISO_DEBUG"):
                 raise
-            if isinstance(exc, RuntimeError) and str(exc).strip() == "Query interrupted":
+            if ctrl_c_seen() or isinstance(exc, RuntimeError) and str(exc).strip() == "Query interrupted":
                 # Ctrl-C stopped a DuckDB query that Arrow was streaming (see ctrl_c_interrupts_queries)
                 err_console.print(interrupted_message(), highlight=False, markup=False)
                 raise typer.Exit(130)

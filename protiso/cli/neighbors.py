@@ -3,11 +3,13 @@ embedding runs, and isotropy-correcting transforms as derived runs."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Optional
 
 import typer
 
-from protiso.cli.core import choice, console, emit, open_from_ctx, progress_bar, warn
+from protiso.cli.core import (RUN_HELP, choice, console, emit, format_option, json_option, open_from_ctx,
+                              output_option, progress_bar, resolve_format, warn)
 from protiso.neighbors.index import DEFAULT_KIND, KINDS, METRICS, build_index, list_indexes
 from protiso.neighbors.search import neighbors as find_neighbors
 from protiso.neighbors.search import resolve_run_layer as resolve
@@ -19,7 +21,7 @@ transform_app = typer.Typer(help="Isotropy-correcting transforms (center, whiten
                             "PCA) as derived runs, and a report of what they change.",
                             no_args_is_help=True)
 
-_MODEL_HELP = "Model alias or run id of an embedding run (derived runs too)."
+_MODEL_HELP = RUN_HELP + " Derived runs too."
 _LAYER_HELP = "Hidden-state index (default: the run's last layer)."
 
 
@@ -34,7 +36,7 @@ def _clean(rows: list[dict]) -> list[dict]:
 @index_app.command("build")
 def index_build(
     ctx: typer.Context,
-    model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
     layer: Optional[int] = typer.Option(None, "--layer", "-l", help=_LAYER_HELP),
     kind: str = typer.Option(DEFAULT_KIND, "--kind", help="pca-hnsw (HNSW over a PCA projection, exact "
                              "re-ranking; the default), hnsw (graph over the full vectors), flat (exact), "
@@ -57,7 +59,9 @@ def index_build(
                                          "(default max(16, nlist/16))."),
     pq_m: Optional[int] = typer.Option(None, "--pq-m", help="ivfpq: bytes per vector, a divisor of the "
                                        "dimension (default: the largest up to d/8)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the index record as JSON."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Build the FAISS index of a run's layer, or extend it with vectors embedded since.
 
@@ -67,6 +71,7 @@ def index_build(
     defaults: docs/neighbors.md."""
     choice(kind, KINDS, "--kind")
     choice(metric, METRICS, "--metric")
+    fmt = resolve_format(fmt, as_json, output)
     given = {"M": m, "efConstruction": ef_construction, "efSearch": ef_search, "pca": pca,
              "k_factor": k_factor, "nlist": nlist, "nprobe": nprobe, "pq_m": pq_m}
     params = {k: v for k, v in given.items() if v is not None} or None
@@ -80,8 +85,8 @@ def index_build(
     row = {"index_id": info.index_id, "action": what, "run_id": info.run_id, "layer": info.layer,
            "kind": info.kind, "metric": info.metric, "dim": info.dim, "n_vectors": info.n_vectors,
            "params": info.params, "build_seconds": info.build_seconds}
-    if as_json:
-        emit([row], as_json=True)
+    if fmt != "table" or output is not None:
+        emit([row], fmt, output)
     else:
         console.print(f"{what}: {info.index_id} ({info.n_vectors:,} vectors, {info.dim} dims, "
                       f"{info.params or 'exact'})", highlight=False)
@@ -90,16 +95,21 @@ def index_build(
 @index_app.command("list")
 def index_list(
     ctx: typer.Context,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this run's indexes."),
-    as_json: bool = typer.Option(False, "--json", help="Print rows as JSON."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this run's indexes "
+                                        "(model alias, run id or short run id)."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
-    """The indexes in the store with their build parameters."""
+    """The indexes in the store with their build parameters (the table leaves out params and
+    updated_at; the other formats have every column)."""
+    fmt = resolve_format(fmt, as_json, output)
     with open_from_ctx(ctx, read_only=True) as store:
         run_id = resolve(store, model, None)[0] if model else None
         table = list_indexes(store, run_id)
-        if not as_json:
-            table = table.drop_columns(["params", "updated_at"])
-        emit(table, as_json, title="indexes")
+    if fmt == "table":
+        table = table.drop_columns(["params", "updated_at"])
+    emit(table, fmt, output, title="indexes")
 
 
 def neighbors(
@@ -107,7 +117,7 @@ def neighbors(
     query: str = typer.Argument(..., help="An accession in the store, a FASTA file (each record is a "
                                 "query) or a raw amino-acid sequence (embedded on the fly with the "
                                 "run's model and settings)."),
-    model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
     layer: Optional[int] = typer.Option(None, "--layer", "-l", help=_LAYER_HELP),
     k: int = typer.Option(10, "-k", "--k", help="Neighbours per query."),
     where: Optional[str] = typer.Option(
@@ -121,7 +131,9 @@ def neighbors(
     ef_search: Optional[int] = typer.Option(None, "--ef-search", help="hnsw, pca-hnsw: search beam for this query."),
     nprobe: Optional[int] = typer.Option(None, "--nprobe", help="ivf, ivfpq: lists probed for this query."),
     include_self: bool = typer.Option(False, "--include-self", help="Keep the query protein itself in the hits."),
-    as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Nearest proteins of QUERY in a run's embedding space, joined with their metadata.
 
@@ -130,14 +142,15 @@ def neighbors(
         choice(kind, KINDS, "--kind")
     if metric is not None:
         choice(metric, METRICS, "--metric")
+    fmt = resolve_format(fmt, as_json, output)
     with open_from_ctx(ctx) as store:
         run_id, lay = resolve(store, model, layer)
         res = find_neighbors(store, run_id, lay, query, k, where, kind, metric, with_alignment,
                              ef_search, nprobe, include_self)
     for note in res.notes:
         warn(note)
-    if as_json:
-        emit(_clean(res.hits.to_pylist()), as_json=True)
+    if fmt != "table" or output is not None:
+        emit(res.hits, fmt, output)
         return
     hits = res.hits.drop_columns(["index_id"])
     empty = [c for c in ("entry_name", "organism", "description") if hits.column(c).null_count == hits.num_rows]
@@ -148,19 +161,23 @@ def neighbors(
 @transform_app.command("apply")
 def transform_apply(
     ctx: typer.Context,
-    model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
     layer: Optional[int] = typer.Option(None, "--layer", "-l", help=_LAYER_HELP),
-    name: str = typer.Option(..., "--kind", help="center | whiten | abtt (all-but-the-top) | pca."),
+    name: str = typer.Option(..., "--kind", help="center | whiten | abtt (all-but-the-top) | pca | "
+                                             "standardize (z-score per dimension)."),
     param: Optional[int] = typer.Option(None, "--param", help="abtt: principal components removed "
                                         "(default d/100); pca: dimensions kept (default: the "
                                         "layer's effective dimensions, rounded up)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the derived run as JSON."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Fit a transform on a run's layer and store the transformed vectors as a derived run.
 
     The derived run works wherever a run does (--model <derived run id>): isotropy, pairs,
     index, neighbors (queries given as sequences are embedded and transformed the same way)."""
     choice(name, TRANSFORMS, "--kind")
+    fmt = resolve_format(fmt, as_json, output)
     with open_from_ctx(ctx) as store:
         run_id, lay = resolve(store, model, layer)
         with _bar() as bar:
@@ -169,8 +186,8 @@ def transform_apply(
                                             progress=lambda n: bar.advance(task, n))
     row = {"run_id": new_id, "parent_run": run_id, "layer": lay, "transform": name,
            "param": tf.param, "dim": tf.out_dim}
-    if as_json:
-        emit([row], as_json=True)
+    if fmt != "table" or output is not None:
+        emit([row], fmt, output)
     else:
         console.print(f"derived run {new_id}: {name}"
                       f"{'' if tf.param is None else f' ({tf.param})'}, {tf.out_dim} dims", highlight=False)
@@ -179,20 +196,23 @@ def transform_apply(
 @transform_app.command("report")
 def transform_report_cmd(
     ctx: typer.Context,
-    model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=_MODEL_HELP),
     layer: Optional[int] = typer.Option(None, "--layer", "-l", help=_LAYER_HELP),
-    transforms: str = typer.Option("center,whiten,abtt,pca", "--transforms",
+    transforms: str = typer.Option("center,whiten,abtt,pca,standardize", "--transforms",
                                    help="Comma-separated; NAME or NAME:PARAM, e.g. 'abtt:5,pca:16,pca:64'."),
     queries: int = typer.Option(50, "--queries", help="Query proteins for neighbour agreement."),
     pool: int = typer.Option(1000, "--pool", help="Proteins searched (seeded sample of the run)."),
     k: int = typer.Option(10, "-k", "--k", help="Neighbours compared."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
-    as_json: bool = typer.Option(False, "--json", help="Print rows as JSON."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """How each transform changes IsoScore, agreement of cosine neighbours with alignment-score
     neighbours (agreement@k), and the correlation of cosine with alignment identity.
 
     Costs queries x pool global alignments (PAM250); transforms are fitted on the whole layer."""
+    fmt = resolve_format(fmt, as_json, output)
     specs = []
     for item in [t.strip() for t in transforms.split(",") if t.strip()]:
         name, _, p = item.partition(":")
@@ -206,8 +226,8 @@ def transform_report_cmd(
         with _bar() as bar:
             bar.add_task(f"aligning {min(queries, pool)} x {pool}", total=None)
             table = transform_report(store, run_id, lay, specs, queries, pool, k, seed)
-    if as_json:
-        emit(_clean(table.to_pylist()), as_json=True)
+    if fmt != "table" or output is not None:
+        emit(table, fmt, output)
         return
     n = table.num_rows and table.to_pylist()[0]
     emit(_clean(table.drop_columns(["n_queries", "pool", "k", "seed", "run_id", "layer"]).to_pylist()),

@@ -7,7 +7,7 @@ csv, tsv, json, ndjson or parquet to stdout or a file.
   `column  value` lines per row. Numbers show 6 significant digits; every other format keeps
   full precision.
 - csv / tsv: a header row; fields quoted only where needed (as DuckDB's own writer does);
-  lists and structs JSON-encoded; NULL is the empty field.
+  lists and structs JSON-encoded (in TSV unquoted: JSON holds no tab); NULL is the empty field.
 - json: one array of objects; ndjson: one object per line. NaN and infinities are null.
 - parquet: the Arrow table as it is (needs --output).
 A file named by --output is written under a temporary name and renamed when complete; missing
@@ -42,8 +42,8 @@ FORMAT_HELP = ("table (for reading; 6 significant digits), csv, tsv, json, ndjso
                "precision; parquet needs --output). Default: table, or the --output file's suffix.")
 LONG_TEXT = 160         # table cells longer than this are shortened (the other formats keep all)
 
-console = Console()                  # stdout: results
-err_console = Console(stderr=True)   # stderr: messages, progress
+console = Console(soft_wrap=True)     # stdout: results (text lines never wrapped: paths stay whole)
+err_console = Console(stderr=True, soft_wrap=True)   # stderr: messages, progress
 
 
 # ------------------------------------------------------------------------------ options
@@ -78,6 +78,8 @@ def resolve_format(fmt: Optional[str] = None, as_json: bool = False, output: Opt
         fmt = SUFFIXES.get(Path(output).suffix.lower(), "table") if output is not None else "table"
     if fmt == "parquet" and output is None:
         raise typer.BadParameter("parquet is binary: give --output FILE", param_hint="--format")
+    if output is not None:
+        check_output(output)        # before the command's work, not after it
     return fmt
 
 
@@ -199,13 +201,21 @@ class _Result:
             yield from batch.to_pylist()
 
     def to_arrow(self) -> pa.Table:
-        if self.arrow is not None:
-            return self.arrow
-        try:
-            return pa.Table.from_pylist([{c: r.get(c) for c in self.columns} for r in self._rows])
-        except (pa.ArrowException, TypeError, ValueError) as exc:
-            raise ProtisoError(f"these rows cannot be written as Parquet ({exc}); use --format json",
-                               param="format") from None
+        """The result as an Arrow table Parquet can hold: a struct column without fields (rows
+        whose dicts are all empty) becomes its JSON text."""
+        table = self.arrow
+        if table is None:
+            try:
+                table = pa.Table.from_pylist([{c: r.get(c) for c in self.columns} for r in self._rows])
+            except (pa.ArrowException, TypeError, ValueError) as exc:
+                raise ProtisoError(f"these rows cannot be written as Parquet ({exc}); use --format json",
+                                   param="format") from None
+        for i, field in enumerate(table.schema):
+            if pa.types.is_struct(field.type) and field.type.num_fields == 0:
+                text = pa.array([None if v is None else json_text(v) for v in table.column(i).to_pylist()],
+                                pa.string())
+                table = table.set_column(i, field.name, text)
+        return table
 
 
 def quote_field(value, delimiter: str = ",") -> str:
@@ -219,10 +229,22 @@ def quote_field(value, delimiter: str = ",") -> str:
     return text
 
 
+def _nested(value) -> bool:
+    return isinstance(value, (list, tuple, dict)) or (hasattr(value, "tolist") and not hasattr(value, "item"))
+
+
+def delimited_field(value, delimiter: str = ",") -> str:
+    """One csv/tsv field: `quote_field`, except that in TSV a list or struct is its JSON text as
+    it is (JSON holds no raw tab or line break), so `cut -f2 | jq` reads it."""
+    if delimiter == "\t" and _nested(value):
+        return field_text(value)
+    return quote_field(value, delimiter)
+
+
 def _write_delimited(res: _Result, out, delimiter: str) -> None:
     out.write(delimiter.join(quote_field(str(c), delimiter) for c in res.columns) + "\n")
     for row in res.rows():
-        out.write(delimiter.join(quote_field(row.get(c), delimiter) for c in res.columns) + "\n")
+        out.write(delimiter.join(delimited_field(row.get(c), delimiter) for c in res.columns) + "\n")
 
 
 def _write_json(res: _Result, out, lines: bool) -> None:
@@ -286,7 +308,11 @@ def emit(result, fmt: str | bool | None = "table", output: str | os.PathLike | N
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            pq.write_table(res.to_arrow(), tmp)
+            try:
+                pq.write_table(res.to_arrow(), tmp)
+            except pa.ArrowException as exc:
+                raise ProtisoError(f"cannot write {path} as Parquet: {exc}; use --format json",
+                                   param="output") from None
         else:
             with open(tmp, "w", encoding="utf-8", newline="") as out:
                 _write_text(res, fmt, out, title, optional, None)
@@ -309,15 +335,22 @@ def pipe_closed() -> None:
     raise typer.Exit(0)
 
 
-def prepare_output(path: str | os.PathLike, what: str = "output") -> Path:
-    """A file path a command may write: its missing parent directories created; a ProtisoError
-    (naming the option `what`) when it is a directory or the directories cannot be made."""
+def check_output(path: str | os.PathLike, what: str = "output") -> Path:
+    """A ProtisoError (naming the option `what`) when `path` cannot be a file a command writes:
+    a directory, or below a file. Creates nothing (see `prepare_output`)."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise ProtisoError(f"{path} is a directory; give a file name", param=what)
     blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise ProtisoError(f"cannot write {path}: {blocking} is a file, not a directory", param=what)
+    return path
+
+
+def prepare_output(path: str | os.PathLike, what: str = "output") -> Path:
+    """A file path a command may write: its missing parent directories created; a ProtisoError
+    (naming the option `what`) when it is a directory or the directories cannot be made."""
+    path = check_output(path, what)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -373,6 +406,7 @@ def render(res: _Result, console: Console, title: str | None = None, optional: I
             shown, table = trial, _table(trial, cells, numeric)
             left_out.remove(c)
     if _fits(table, console):
+        _share_width(table, [cells[c] for c in shown], console)
         if title:
             console.print(Text(title, style="bold"))
         console.print(table)
@@ -399,6 +433,32 @@ def _table(columns: list[str], cells: dict, numeric: dict) -> Table:
     for i in range(len(next(iter(cells.values())))):
         table.add_row(*[Text(cells[c][i]) for c in columns])
     return table
+
+
+def _share_width(table: Table, values: list[list[str]], console: Console) -> None:
+    """Fix the column widths of a table that fits (`_fits`) when Rich's own layout would not
+    give each column its minimum (Rich narrows the widest wrapping columns first and then
+    crops): every column gets its minimum plus a share of the rest in proportion to what more
+    it could use (its longest value or header)."""
+    n = len(table.columns)
+    room = console.width - table._extra_width                   # less the column separators
+    widths = table._calculate_column_widths(console, console.options.update_width(room))
+    content = [w - (1 if i < n - 1 else 0) for i, w in enumerate(widths)]   # less the padding
+    if all(c >= (col.min_width or 1) for c, col in zip(content, table.columns)) and sum(widths) <= room:
+        return
+    mins = [col.min_width or 1 for col in table.columns]
+    natural = [max([len(v) for v in vals] + [len(str(col.header))]) for col, vals in zip(table.columns, values)]
+    spare = console.width - 2 * max(n - 1, 0) - sum(mins)
+    wants = [max(nat - m, 0) for nat, m in zip(natural, mins)]
+    total = sum(wants)
+    if total <= spare:
+        shares = wants
+    else:
+        shares = [spare * w // total for w in wants]
+        for i in sorted(range(n), key=lambda i: -wants[i])[:spare - sum(shares)]:
+            shares[i] += 1
+    for col, m, extra in zip(table.columns, mins, shares):
+        col.width = m + extra
 
 
 def _longest_word(text: str) -> int:

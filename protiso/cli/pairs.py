@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from protiso.cli.core import choice, console, emit, open_from_ctx, progress_bar, to_json
+from protiso.cli.core import (RUN_HELP, choice, console, emit, err_console, format_option, json_option, open_from_ctx,
+                              output_option, prepare_output, progress_bar, resolve_format, warn)
 
 pairs_app = typer.Typer(help="Protein pairs: sample a pair set, align it, embedding distances.",
                         no_args_is_help=True)
@@ -42,7 +42,9 @@ def sample(
                                     "aligned per pair kept."),
     threads: int = typer.Option(1, "--threads", help="identity-stratified: alignment threads."),
     replace: bool = typer.Option(False, "--replace", help="Replace an existing set of that name."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Sample a reproducible pair set and record its definition (table pair_sets).
 
@@ -53,14 +55,17 @@ def sample(
     statement)."""
     from protiso.pairs.sample import sample_pairs
 
+    fmt = resolve_format(fmt, as_json, output)
     with open_from_ctx(ctx) as store:
         ps = sample_pairs(store, name, strategy=strategy, fraction=fraction, proteins=proteins,
                           pairs=pairs, seed=seed, where=where, bins=bins, pool_factor=pool_factor,
                           threads=threads, replace=replace)
     row = {"pair_set": ps.name, "strategy": ps.strategy, "seed": ps.seed, "population": ps.n_population,
            "proteins": ps.n_proteins, "pairs": ps.n_pairs, "sql": ps.definition["sql"]}
-    if as_json:
-        emit([row], as_json=True)
+    for note in ps.notes:
+        warn(note)
+    if fmt != "table" or output is not None:
+        emit([row], fmt, output)
         return
     emit([{k: v for k, v in row.items() if k != "sql"}], title="pair set")
     console.print(f"the same pairs in SQL: {row['sql']}", highlight=False, soft_wrap=True)
@@ -88,7 +93,9 @@ def align(
     connect_timeout: float = typer.Option(60.0, "--connect-timeout", help="Ray: seconds the cluster has to "
                                           "answer before the command fails."),
     verbose: bool = typer.Option(False, "--verbose", help="Ray: show Ray's own log lines."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Align every pair: score, identity, identical pairs, length, gaps (view `pairs`).
 
@@ -99,6 +106,7 @@ def align(
     from protiso.pairs.jobs import ENGINES, align_pair_set
 
     choice(engine, ENGINES, "--engine")
+    fmt = resolve_format(fmt, as_json, output)
     if engine == "local" and (address is not None or workers is not None):
         raise typer.BadParameter("--address/--workers need --engine ray", param_hint="--engine")
     with open_from_ctx(ctx, job=True) as store:
@@ -108,45 +116,49 @@ def align(
                                  chunk_size=chunk_size, backend=backend, progress=progress, engine=engine,
                                  ray_options={"address": address, "workers": workers, "timeout": connect_timeout,
                                               "verbose": verbose} if engine == "ray" else None)
-    _job_summary(res, as_json)
+    _job_summary(res, fmt, output)
 
 
 @pairs_app.command("distances")
 def distances(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Pair set."),
-    model: str = typer.Option(..., "--model", help="Embedding run id or model alias."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=RUN_HELP),
     layer: Optional[int] = typer.Option(None, "--layer", help="Hidden-state layer (default: last)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Cosine similarity and squared Euclidean distance of every pair's embeddings."""
     from protiso.pairs.distances import distance_pair_set
 
+    fmt = resolve_format(fmt, as_json, output)
     with open_from_ctx(ctx, job=True) as store:
         with _bar(f"distances {name}") as progress:
             res = distance_pair_set(store, name, model, layer, progress=progress)
-    _job_summary(res, as_json)
+    _job_summary(res, fmt, output)
 
 
-def _job_summary(res, as_json: bool) -> None:
+def _job_summary(res, fmt: str, output: Optional[Path]) -> None:
     emit([{"pair_set": res.pair_set, "job": res.kind, "key": res.key, "pairs": res.n_pairs,
            "chunks": res.n_chunks, "computed": res.chunks_computed,
            "seconds": round(res.seconds, 3),
            "pairs_per_s": round(res.n_pairs * res.chunks_computed / max(res.n_chunks, 1)
                                 / res.seconds, 1) if res.seconds else None}],
-         as_json, title="pairs")
+         fmt, output, title="pairs")
 
 
 @pairs_app.command("list")
-def list_sets(ctx: typer.Context,
-              as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+def list_sets(ctx: typer.Context, fmt: Optional[str] = format_option(), output: Optional[Path] = output_option(),
+              as_json: bool = json_option()) -> None:
     """Pair sets with their definitions and finished alignments and distances
     (SQL: SELECT * FROM pair_set_summary)."""
     from protiso.pairs.sample import list_pair_sets
 
+    fmt = resolve_format(fmt, as_json, output)
     with open_from_ctx(ctx, read_only=True) as store:
         tab = list_pair_sets(store)
-    emit(tab, as_json, title="pair sets")
+    emit(tab, fmt, output, title="pair sets")
 
 
 @pairs_app.command("drop")
@@ -163,40 +175,60 @@ def drop(ctx: typer.Context, name: str = typer.Argument(..., help="Pair set.")) 
 def correlate(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Pair set."),
-    model: str = typer.Option(..., "--model", help="Embedding run id or model alias."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=RUN_HELP),
     layer: Optional[int] = typer.Option(None, "--layer", help="Hidden-state layer (default: last)."),
     alignment: Optional[str] = typer.Option(None, "--alignment", help="Alignment key, e.g. "
                                             "PAM250-global-o10-e0.5 (default: that one or the only one)."),
     method: str = typer.Option("pearson", "--method", help="pearson | spearman."),
     bins: Optional[int] = typer.Option(None, "--bins", help="Also summarise the embedding metrics "
                                        "per identity bin (this many bins over [0, 1])."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a hexbin figure (PNG)."),
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE", help="Write a hexbin figure (PNG); "
+                                        "parent directories are created."),
+    fmt: Optional[str] = format_option(),
+    output: Optional[Path] = output_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Correlate embedding geometry with sequence and functional similarity over a pair set.
 
     Prints the paper's matrix (cosine, squared Euclidean, alignment score, identity) plus the
     GO-term Jaccard overlap. Embedding distances are computed first if missing. The numbers come
     from SQL: views pair_correlation_matrix, pair_correlation_matrix_spearman (one row per
-    variable; pair_correlations in one row) and macro pair_identity_regimes(bins := 10)."""
+    variable; pair_correlations in one row) and macro pair_identity_regimes(bins := 10).
+
+    --format json gives one document (matrix, and regimes with --bins); csv, tsv, ndjson and
+    parquet give the matrix, or with --bins the per-bin table, one row each."""
     from protiso.pairs import correlate as corr
 
     choice(method, tuple(corr.METHODS), "--method")
+    fmt = resolve_format(fmt, as_json, output)
+    if plot is not None:
+        plot = prepare_output(plot, "plot")
 
     with open_from_ctx(ctx) as store:
         with _bar(f"distances {name}") as progress:
             sel = corr.prepare(store, name, model, layer, alignment, progress=progress)
         matrix = corr.correlation_matrix(store, sel, method)
         regimes = corr.identity_regimes(store, sel, bins) if bins else None
+        go_sim = corr.go_correlations(store, sel, method) if method in corr.GO_METHODS else None
         if plot:
             corr.plot(store, sel, plot)
-    if as_json:
+    if fmt == "json":
         doc = {"pair_set": sel.pair_set, "alignment": sel.alignment, "run_id": sel.run_id,
                "layer": sel.layer, "method": method, "n_pairs": matrix["n_pairs"][0].as_py(),
                "matrix": matrix.drop_columns(["n_pairs"]).to_pylist()}
         if regimes is not None:
             doc["regimes"] = regimes.to_pylist()
-        sys.stdout.write(to_json(doc))
+        if go_sim is not None and go_sim.num_rows:
+            doc["go_semantic"] = go_sim.to_pylist()
+        emit(doc, fmt, output)
+        return
+    if fmt != "table" or output is not None:
+        context = {"pair_set": sel.pair_set, "alignment": sel.alignment, "run_id": sel.run_id,
+                   "layer": sel.layer, "method": method}
+        rows = (regimes if regimes is not None else matrix).to_pylist()
+        emit([{**context, **r} for r in rows], fmt, output)
+        if plot:
+            err_console.print(f"plot written to {plot}", highlight=False)
         return
     emit(matrix.drop_columns(["n_pairs"]), title=f"{method} correlation, {sel.pair_set}: "
          f"{sel.run_id} L{sel.layer} vs {sel.alignment} ({matrix['n_pairs'][0].as_py():,} pairs)")
@@ -205,8 +237,11 @@ def correlate(
                  "sq_euclidean_mean", "sq_euclidean_std", "go_jaccard_mean"]
         emit(regimes.select(brief), title="embedding metrics per identity bin "
              "(percentiles with --json)")
+    if go_sim is not None and go_sim.num_rows:
+        emit(go_sim, title=f"GO similarity against embedding and sequence similarity ({method}; "
+             "each measure over the pairs where it is defined)")
     if plot:
-        console.print(f"plot written to {plot}")
+        console.print(f"plot written to {plot}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

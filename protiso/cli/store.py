@@ -2,22 +2,33 @@
 recorded, and every catalog table) and repair (unlist what is lost, mark its work not done)."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
+import pyarrow as pa
 import typer
 
-from protiso.cli.core import console, emit, err_console, error, open_from_ctx
+from protiso.cli.core import (console, emit, err_console, error, format_option, json_option, open_from_ctx,
+                              output_option, resolve_format)
 from protiso.store.integrity import repair as repair_store
 from protiso.store.integrity import verify as verify_store
 
 
-def verify(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON.")) -> None:
+PROBLEMS = pa.schema([("path", pa.string()), ("owner", pa.string()), ("problem", pa.string())])
+
+
+def verify(ctx: typer.Context, fmt: Optional[str] = format_option(), output: Optional[Path] = output_option(),
+           as_json: bool = json_option()) -> None:
     """Check the store: every Parquet part (present, size, SHA-256, row count), every index and
     statistics file the catalog lists, and every catalog table (read in full). Exits 1 listing
-    what is wrong; `protiso repair` then unlists lost files and marks their work as not done."""
+    what is wrong; `protiso repair` then unlists lost files and marks their work as not done.
+    The other formats than table list the problems (none: just the header, or [])."""
+    fmt = resolve_format(fmt, as_json, output)
     with open_from_ctx(ctx, read_only=True, check=False) as store:
         result = verify_store(store)
     rows = [{"path": p.path, "owner": p.dataset or p.kind, "problem": p.problem} for p in result.problems]
-    if as_json:
-        emit(rows, as_json=True)
+    if fmt != "table" or output is not None:
+        emit(pa.Table.from_pylist(rows, schema=PROBLEMS), fmt, output)
     elif rows:
         emit(rows, title="damaged")
     summary = (f"checked {result.checked_tables} tables, {result.checked_parts:,} parts and "

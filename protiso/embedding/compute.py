@@ -47,6 +47,7 @@ class Protein:
     write: bool                  # global embeddings to write (False: only stats/local missing)
     stats: bool
     local: bool
+    retry: bool = False          # had failed before (the run's n_failed drops when it gets a new status)
     n_pieces: int = 0                              # pieces still to come back from the model
     results: list = field(default_factory=list)   # (start, {layer: residues}) or (0, pooled)
     failed: str | None = None
@@ -135,7 +136,8 @@ class Embedder:
         self.pending_local: list[tuple[str, int, str, np.ndarray]] = []   # accession, layer, seq, R
         self.pending_local_residues = 0
         self.pending_status: list[tuple] = []
-        self.counts = dict(n_done=0, n_truncated=0, n_chunked=0, n_skipped=0, n_failed=0, n_residues=0)
+        self.counts = dict(n_done=0, n_truncated=0, n_chunked=0, n_skipped=0, n_failed=0, n_retried=0,
+                           n_residues=0)
         self.stats = {la: {} for la in self.layers} if self.local_stats else None
         self.n_processed = 0
         self.residues_processed = 0
@@ -179,9 +181,13 @@ class Embedder:
 
     # -- per protein ----------------------------------------------------------------------------
     def _finish(self, prot: Protein) -> None:
+        """Pool a finished protein and record its status (None: unchanged, for a protein that
+        already had a vector and only gets statistics or per-residue vectors now)."""
+        self.counts["n_retried"] += prot.retry
         if prot.failed:
-            self.counts["n_failed"] += 1
-            self.pending_status.append((prot.accession, "failed", prot.length, 0, prot.failed, False, False))
+            if prot.write:       # a protein with a vector keeps it (and its status)
+                self.counts["n_failed"] += 1
+                self.pending_status.append((prot.accession, "failed", prot.length, 0, prot.failed, False, False))
             return
         if self.adapter.outputs_residues:
             n = min(prot.length, self.max_length) if prot.status == "truncated" else prot.length
@@ -220,7 +226,8 @@ class Embedder:
         elif prot.status == "chunked":
             reason = (f"{prot.length} residues > max length {self.max_length}; {len(prot.results)} "
                       f"overlapping windows averaged")
-        self.pending_status.append((prot.accession, prot.status, prot.length, n, reason, prot.stats, prot.local))
+        self.pending_status.append((prot.accession, prot.status if prot.write else None, prot.length, n, reason,
+                                    prot.stats, prot.local))
 
     # -- handing over ---------------------------------------------------------------------------
     def take(self) -> Chunk:

@@ -28,6 +28,7 @@ import pyarrow as pa
 from protiso.embedding.compute import N_SPECIAL, Protein, pack, piece_widths
 from protiso.errors import ProtisoError
 from protiso.query import Subset
+from protiso.runs.status import has_statuses, latest_sql
 from protiso.runs.catalog import Q
 from protiso.store import Store, queries
 
@@ -39,7 +40,7 @@ PLAN_MEMORY = "1GB"           # DuckDB's memory while planning (it spills beyond
 TASKS_PER_WORKER = 4          # Ray: automatic task size gives each actor about this many tasks
 WINDOW_SCHEMA = pa.schema([("accession", pa.string()), ("sequence", pa.string()), ("length", pa.int32()),
                            ("status", pa.string()), ("write", pa.bool_()), ("stats", pa.bool_()),
-                           ("local", pa.bool_())])
+                           ("local", pa.bool_()), ("retry", pa.bool_())])
 
 
 def probe_sequences(store: Store, subset: Subset) -> list[str]:
@@ -57,6 +58,7 @@ class TodoList:
     embedded: np.ndarray          # bool: has a vector already (only statistics / local vectors missing)
     in_stats: np.ndarray
     local_stored: np.ndarray
+    failed: np.ndarray            # bool: failed before (retried now)
     seconds: float = 0.0
     pages: list[tuple[int, int]] = field(default_factory=list)   # index ranges into the arrays
 
@@ -70,13 +72,14 @@ class TodoList:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.rows, self.lengths, self.embedded, self.in_stats, self.local_stored))
+        return sum(a.nbytes for a in (self.rows, self.lengths, self.embedded, self.in_stats, self.local_stored,
+                                      self.failed))
 
     def remove(self) -> None:
         """Drop the keys (the plan holds no files)."""
         empty = np.zeros(0, bool)
         self.rows, self.lengths = np.zeros(0, np.int64), np.zeros(0, np.int32)
-        self.embedded = self.in_stats = self.local_stored = empty
+        self.embedded = self.in_stats = self.local_stored = self.failed = empty
         self.pages = []
 
 
@@ -89,9 +92,12 @@ def select_todo(store: Store, run, subset: Subset, local_stats: bool, store_loca
     selected = "true" if subset.is_all else f"p.accession IN ({subset.accessions_sql()})"
     run_id = getattr(run, "run_id", run)
     with _bounded(store):
-        query = EQ.todo_keys if store.scalar(EQ.run_has_statuses, {"run_id": run_id}) else EQ.todo_keys_fresh
+        if run_id and has_statuses(store, run_id):
+            query = EQ.todo_keys.replace("$source", latest_sql(store, run_id))
+        else:
+            query = EQ.todo_keys_fresh
         keys = store.sql(query.replace("$selected", selected),
-                         {"run_id": run_id, "local_stats": bool(local_stats), "store_local": bool(store_local)})
+                         {"local_stats": bool(local_stats), "store_local": bool(store_local)})
     cols = {name: keys.column(name).to_numpy(zero_copy_only=False) for name in keys.column_names}
     del keys
     order = np.argsort(cols["row"], kind="stable")
@@ -99,7 +105,8 @@ def select_todo(store: Store, run, subset: Subset, local_stats: bool, store_loca
         shortest = np.lexsort((cols["row"][order], cols["length"][order]))[:max(0, int(limit))]
         order = order[np.sort(shortest)]
     todo = TodoList(store, cols["row"][order].astype(np.int64), cols["length"][order].astype(np.int32),
-                    cols["embedded"][order], cols["in_stats"][order], cols["local_stored"][order])
+                    cols["embedded"][order], cols["in_stats"][order], cols["local_stored"][order],
+                    cols["failed"][order])
     todo.pages = cut_pages(todo.lengths, PAGE_ROWS, PAGE_RESIDUES, FIRST_PAGE)
     todo.seconds = time.perf_counter() - t0
     return todo
@@ -135,7 +142,7 @@ class Window:
     def proteins(self, lo: int = 0, hi: int | None = None) -> list[Protein]:
         t = self.table.slice(lo, (hi if hi is not None else self.table.num_rows) - lo)
         cols = [t.column(c).to_pylist() for c in WINDOW_SCHEMA.names]
-        return [Protein(a, s, n, st, write=w, stats=x, local=lo_) for a, s, n, st, w, x, lo_ in zip(*cols)]
+        return [Protein(a, s, n, st, write=w, stats=x, local=lo_, retry=r) for a, s, n, st, w, x, lo_, r in zip(*cols)]
 
     def __iter__(self):
         return iter((self.first, self.proteins(), self.skipped))
@@ -195,7 +202,7 @@ def plan_windows(todo: TodoList, max_length: int, long: str, local_stats: bool, 
         columns = {"accession": page.column("accession"), "sequence": page.column("sequence"),
                    "length": pa.array(length, pa.int32()), "status": pa.array(status, pa.string()),
                    "write": pa.array(~embedded), "stats": pa.array(bool(local_stats) & ~todo.in_stats[at]),
-                   "local": pa.array(bool(store_local) & ~todo.local_stored[at])}
+                   "local": pa.array(bool(store_local) & ~todo.local_stored[at]), "retry": pa.array(todo.failed[at])}
         full = pa.table(columns, schema=WINDOW_SCHEMA)
         drop = too_long if long == "skip" else None
         del page, columns

@@ -27,6 +27,7 @@ from protiso.models.registry import DEFAULT_MODEL
 from protiso.query import Subset, as_subset
 from protiso.runs import Run, RunWriter, get_run, local_dataset, matrix, open_run, run_key
 from protiso.runs.catalog import Q
+from protiso.runs.status import status_dataset
 from protiso.store import Store
 
 
@@ -43,7 +44,8 @@ def embed(store: Store, model: str | None = None, where: str | Subset | None = N
     Resumes the run with the same configuration. layers: 'last' | 'all' | '0,3,-1' | list.
     long: what to do with proteins longer than max_length (default: the model's limit):
     'truncate' (first max_length residues), 'chunk' (overlapping windows, residue vectors
-    averaged back) or 'skip'; recorded per protein in `run_proteins`.
+    averaged back) or 'skip'; recorded per protein in `run_proteins` (a view over the run's
+    status parts, protiso.runs.status).
     local_stats: accumulate per-residue-type SufficientStats per layer (`load_local_stats`).
     store_local: also write per-residue vectors (dataset local/<run_id>) of these proteins.
     adapter: an already loaded model (tests, benchmarks); `model` is then its name for the run.
@@ -100,7 +102,7 @@ def _embed(store: Store, model: str, where, layers, device: str, dtype: str, max
                          workers=ray_engine.workers if ray_engine else None,
                          task_rows=ray_engine.task_rows if ray_engine else None)
     run = open_run(store, model, cfg, key, long, subset, load_seconds)
-    for ds in (run.dataset, local_dataset(run.run_id)):
+    for ds in (run.dataset, local_dataset(run.run_id), status_dataset(run.run_id)):
         store.parts(ds)                       # a lost or changed part: repair first, or it is never redone
         store.clean_orphan_parts(ds)          # files of a killed job that never got registered
     todo = select_todo(store, run, subset, local_stats, store_local, limit)

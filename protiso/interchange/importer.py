@@ -83,7 +83,6 @@ def import_embeddings(store: Store, paths: Sequence[str | Path] | str | Path, na
     ('skip'). store_local: also store per-residue vectors (level local). pooling: how the
     per-protein vectors were pooled (recorded; default 'mean' for local input, else 'imported').
     All or nothing: on any error the store is left unchanged."""
-    store.require_local_data("importing embeddings")
     store._check_writable()
     if unknown not in UNKNOWN_POLICIES:
         raise InputError(f"unknown-accession policy {unknown!r} is not one of "
@@ -356,9 +355,11 @@ def _new_directories(store: Store, run_id: str) -> list[Path]:
     """The directories an import of run_id may create that do not exist yet, deepest first (a
     failed import removes those it left empty)."""
     out = []
-    for d in (store.dataset_dir(embeddings_dataset(run_id)), store.dataset_dir(local_dataset(run_id)),
-              store.root / DATA_DIR / "localstats" / run_id):
-        out += [d, d.parent]
+    local = [store.dataset_dir(embeddings_dataset(run_id)), store.dataset_dir(local_dataset(run_id)),
+             store.root / DATA_DIR / "localstats" / run_id]
+    for d in local:
+        if isinstance(d, Path):          # parts at a URL (store.data): no directories there to remove
+            out += [d, d.parent]
     out.append(store.root / DATA_DIR)
     return [d for d in out if not d.exists()]
 

@@ -24,7 +24,17 @@ resample-proteins-with-replacement bootstrap (multinomial counts are asymptotica
 Poisson(1)), but needs no second pass and no list of proteins in memory, and a protein's
 counts do not depend on batch order, filters or grouping, so results are reproducible. Cost:
 memory (B + 1) d^2 floats per group and about B + 1 times the arithmetic of a plain pass.
-Intervals are percentile intervals of the replicate metrics.
+Intervals (--ci-method): 'bca' (default) is the BCa interval, its bias correction z0 from the
+replicates and its acceleration from a grouped jackknife: proteins fall into
+`jackknife_blocks` blocks by a hash of the accession, each block's statistics are summed
+alongside (one more accumulation per row), and the leave-one-block-out values give a; 'bc'
+is the bias-corrected percentile interval (a = 0, no blocks); 'percentile' the plain one.
+Every interval comes with the bootstrap bias mean(replicates) - estimate
+(protiso/isotropy/intervals.py says why the percentile interval undercovers at small n).
+
+Also per group, on request: intrinsic dimension (TwoNN and Levina-Bickel, `intrinsic.py`),
+which needs the vectors themselves, so the pass keeps a copy of the subset's rows (bounded by
+MAX_VECTOR_BYTES), and always the rogue-dimension summary (`rogue.py`, from the statistics).
 """
 from __future__ import annotations
 
@@ -45,7 +55,11 @@ import pyarrow.compute as pc
 
 from protiso._version import __version__
 from protiso.errors import InputError, NotFoundError, ProtisoError, QueryError
+from protiso.isotropy import intervals as iv
+from protiso.isotropy import intrinsic as idim
 from protiso.isotropy.metrics import DEFAULT_ZETA, IsotropyMetrics, compute_metrics, covariance, quick_metrics
+from protiso.isotropy.rogue import rogue_dimensions
+from protiso.isotropy.shrinkage import TARGET_CHOICES, resolve_target
 from protiso.isotropy.stats import Accumulator, SufficientStats
 from protiso.query import Subset, as_subset
 from protiso.runs import load_local_stats, resolve_layer, resolve_run
@@ -57,6 +71,10 @@ PASS_BLAS_THREADS = None   # BLAS threads during a pass (None: the idle cores, s
 Q = queries("isotropy")
 MAX_STATS_BYTES = 4 << 30  # refuse group-by x bootstrap combinations needing more than this
 CI_METRICS = ("isoscore", "effective_dims", "avg_cosine", "isoscore_star")
+CI_METHODS = ("bca", "bc", "percentile")
+DEFAULT_JACKKNIFE_BLOCKS = 20   # BCa's acceleration from 20 leave-one-block-out values
+MAX_VECTOR_BYTES = 4 << 30      # --intrinsic keeps the subset's vectors; refuse more than this
+ROGUE_TOP = 5                   # rogue dimensions stored per result
 LOCAL_POOLED = None  # group_key of the pooled (all residue types) local row
 
 
@@ -121,6 +139,14 @@ def poisson_counts(accessions: Iterable[str], seed: int, replicates: int) -> np.
     return np.searchsorted(_POISSON1_CDF, u, side="right").astype(np.int64)
 
 
+def jackknife_blocks(accessions: Iterable[str], blocks: int) -> np.ndarray:
+    """Each protein's jackknife block in [0, blocks): a hash of the accession alone, so a
+    protein's block does not depend on batch order, filters, grouping or the bootstrap seed."""
+    h = np.fromiter((int.from_bytes(hashlib.blake2b(a.encode(), digest_size=8, person=b"jackknife").digest(),
+                                    "little") for a in accessions), dtype=np.uint64)
+    return (h % np.uint64(blocks)).astype(np.int64)
+
+
 # ---------------------------------------------------------------------------------------------
 # Accumulation
 # ---------------------------------------------------------------------------------------------
@@ -139,14 +165,18 @@ class GroupAccumulator:
     max_bytes: int = MAX_STATS_BYTES
     flush_rows: int = 2048
     buffer_rows: int = 65536
+    blocks: int = 0             # jackknife blocks (BCa); 0: none
+    keep_vectors: bool = False  # keep a copy of every group's rows (intrinsic dimension)
     sums: dict = field(default_factory=dict)        # key -> Accumulator
     rep_sums: dict = field(default_factory=dict)    # key -> list[Accumulator]
+    block_sums: dict = field(default_factory=dict)  # key -> list[Accumulator], one per block
+    vectors: dict = field(default_factory=dict)     # key -> list of row blocks (keep_vectors)
     _pending: dict = field(default_factory=dict)    # key -> list of (block, row indices, counts)
     _pending_rows: dict = field(default_factory=dict)
 
     def _bytes_per_group(self) -> int:
         # float64 d x d sums, a float32 partial d x d sum, a few d-vectors, per replicate
-        return (self.bootstrap + 1) * (12 * self.dim * self.dim + 8 * (4 * self.dim + 1))
+        return (self.bootstrap + 1 + self.blocks) * (12 * self.dim * self.dim + 8 * (4 * self.dim + 1))
 
     def check_groups(self, n_groups: int) -> None:
         need = n_groups * self._bytes_per_group()
@@ -162,6 +192,7 @@ class GroupAccumulator:
             self.check_groups(len(self.sums) + 1)
             acc = self.sums[key] = Accumulator(self.dim)
             self.rep_sums[key] = [Accumulator(self.dim) for _ in range(self.bootstrap)]
+            self.block_sums[key] = [Accumulator(self.dim) for _ in range(self.blocks)]
         return acc
 
     @property
@@ -175,17 +206,34 @@ class GroupAccumulator:
         """key -> SufficientStats of each bootstrap replicate."""
         return {key: [r.stats() for r in reps] for key, reps in self.rep_sums.items()}
 
+    @property
+    def block_stats(self) -> dict:
+        """key -> SufficientStats of each jackknife block (empty lists without blocks)."""
+        return {key: [b.stats() for b in blocks] for key, blocks in self.block_sums.items()}
+
+    def group_vectors(self, key) -> np.ndarray:
+        """The rows of a group (keep_vectors), as one float32 matrix."""
+        parts = self.vectors.get(key, [])
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+
+    def _row_counts(self, accessions) -> np.ndarray | None:
+        """Per row: the bootstrap counts, then (with blocks) the jackknife block as a last column."""
+        if not (self.bootstrap or self.blocks):
+            return None
+        if accessions is None:
+            raise ValueError("bootstrap and jackknife blocks need the accession of every row")
+        cols = [poisson_counts(accessions, self.seed, self.bootstrap)] if self.bootstrap else []
+        if self.blocks:
+            cols.append(jackknife_blocks(accessions, self.blocks)[:, None])
+        return np.hstack(cols) if len(cols) > 1 else cols[0]
+
     def add(self, X: np.ndarray, keys: list | None = None, accessions: list[str] | None = None,
             consume: bool = False) -> None:
         """Add rows X (n, d); keys[i] is row i's group (None: one group); accessions for bootstrap.
         `consume`: X is the caller's to discard (it may be overwritten)."""
         if X.shape[0] == 0:
             return
-        counts = None
-        if self.bootstrap:
-            if accessions is None:
-                raise ValueError("bootstrap needs the accession of every row")
-            counts = poisson_counts(accessions, self.seed, self.bootstrap)
+        counts = self._row_counts(accessions)
         if keys is None:
             self._update(None, X, counts, consume)
             return
@@ -198,10 +246,7 @@ class GroupAccumulator:
         """As `add`, with row i's group given as keys[codes[i]] (no per-row Python)."""
         if X.shape[0] == 0:
             return
-        if self.bootstrap and accessions is None:
-            raise ValueError("bootstrap needs the accession of every row")
-        counts = poisson_counts(accessions, self.seed, self.bootstrap) if self.bootstrap else None
-        self._add_coded(X, codes, keys, counts, consume)
+        self._add_coded(X, codes, keys, self._row_counts(accessions), consume)
 
     def _add_coded(self, X, idx: np.ndarray, keys: list, counts, consume: bool) -> None:
         if idx.min() == idx.max():
@@ -241,9 +286,17 @@ class GroupAccumulator:
             self._flush(key)
 
     def _update(self, key, X: np.ndarray, counts: np.ndarray | None, consume: bool = False) -> None:
-        self._group(key).update(X, consume=consume and not self.bootstrap)
+        block = None
+        if self.blocks:
+            block, counts = counts[:, -1], counts[:, :-1]
+        if self.keep_vectors:
+            self.vectors.setdefault(key, []).append(np.array(X, dtype=np.float32, copy=True))
+        self._group(key).update(X, consume=consume and not (self.bootstrap or self.blocks))
         for b, rep in enumerate(self.rep_sums[key]):
             rep.update(X, counts[:, b])
+        if block is not None:
+            for g in np.unique(block):
+                self.block_sums[key][g].update(X[block == g], consume=True)   # a fresh copy
 
     def pooled(self) -> SufficientStats:
         """Statistics of all rows seen (the union of the groups)."""
@@ -254,46 +307,111 @@ class GroupAccumulator:
         return total
 
 
-def _percentile_ci(values: list[float], level: float) -> tuple[float, float]:
-    arr = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
-    if arr.size == 0:
-        return math.nan, math.nan
-    alpha = (1.0 - level) / 2
-    lo, hi = np.quantile(arr, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+def _minus(total: SufficientStats, part: SufficientStats) -> SufficientStats:
+    """The statistics of a set without one of its parts (leave-one-block-out)."""
+    return SufficientStats(total.n - part.n, total.sum - part.sum, total.sum_outer - part.sum_outer,
+                           total.sum_unit - part.sum_unit)
+
+
+def bootstrap_interval(replicates, estimate: float, method: str, level: float,
+                       jackknife=None) -> tuple[float, float, float, str]:
+    """(low, high, bias, method used) of one metric from its bootstrap replicate values; failed
+    replicates (NaN: e.g. a resample of fewer than 2 proteins) are left out. BCa without at least
+    2 finite jackknife values falls back to BC. NaN where fewer than 2 replicates or no estimate."""
+    r = np.asarray([v for v in replicates if v is not None and math.isfinite(v)], dtype=np.float64)
+    if r.size < 2 or estimate is None or not math.isfinite(estimate):
+        return math.nan, math.nan, math.nan, method
+    bias = iv.bootstrap_bias(r, estimate)
+    if method == "percentile":
+        ci = iv.percentile_interval(r, level)
+    else:
+        jk = None
+        if method == "bca" and jackknife is not None:
+            jk = np.asarray([v for v in jackknife if v is not None and math.isfinite(v)], dtype=np.float64)
+            jk = jk if jk.size >= 2 else None
+        ci = iv.bca_interval(r, estimate, jk, level)
+    return ci.low, ci.high, bias, ci.method
+
+
+@dataclass
+class GroupSummary:
+    """One group's metrics and what came with them (see `summarize`)."""
+
+    key: object
+    metrics: IsotropyMetrics
+    ci: dict = field(default_factory=dict)      # metric -> (low, high)
+    bias: dict = field(default_factory=dict)    # metric -> bootstrap bias
+    ci_method: str | None = None
+    rogue: object = None                         # RogueDimensions, None with fewer than 2 vectors
+    intrinsic: object = None                     # intrinsic.IntrinsicSummary, with keep_vectors
+
+    def __iter__(self):   # (key, metrics, ci), as summarize returned before
+        return iter((self.key, self.metrics, self.ci))
+
+    def __getitem__(self, i):
+        return (self.key, self.metrics, self.ci)[i]
 
 
 def summarize(acc: GroupAccumulator, zeta: float = DEFAULT_ZETA, ci_level: float = 0.95,
-              grouped: bool = False, workers: int | None = None) -> list[tuple[object, IsotropyMetrics, dict]]:
-    """Metrics (and bootstrap intervals) per group: [(key, metrics, {metric: (lo, hi)})].
+              grouped: bool = False, workers: int | None = None, star_target: str = "auto",
+              ci_method: str = "bca", intrinsic_k: int = idim.DEFAULT_K) -> list[GroupSummary]:
+    """Metrics (and bootstrap intervals with their bias) per group, in natural key order.
 
-    IsoScore* shrinks toward the pooled covariance of all groups when grouped, else toward
-    the scaled identity. Groups are computed in a thread pool (`workers`, default the idle
-    cores; LAPACK releases the GIL), each with one single-threaded eigendecomposition (eigenvalues
-    only) serving all of its spectrum metrics; IsoScore* and the bootstrap replicates need none."""
+    IsoScore* shrinks toward `star_target` ('auto': the pooled covariance of all groups when
+    grouped, else the scaled identity; see shrinkage.py). Intervals by `ci_method` (see the module
+    docstring); with jackknife blocks, BCa's acceleration comes from the leave-one-block-out
+    values. Groups are computed in a thread pool (`workers`, default the idle cores; LAPACK and
+    FAISS release the GIL), each with one single-threaded eigendecomposition (eigenvalues only)
+    serving all of its spectrum metrics; IsoScore* and the bootstrap replicates need none."""
+    if ci_method not in CI_METHODS:
+        raise InputError(f"interval method {ci_method!r}: choose one of {', '.join(CI_METHODS)}",
+                         param="ci_method")
+    target = resolve_target(star_target, grouped)
     acc.finish()
     groups = acc.groups
     replicates = acc.replicates if acc.bootstrap else {}
+    blocks = acc.block_stats if acc.blocks else {}
     pooled, pooled_cov = None, None
     if grouped:
         pooled = SufficientStats.empty(acc.dim)
         for stats in groups.values():
             pooled = pooled + stats
         pooled_cov = covariance(pooled) if pooled.n >= 2 else None   # once, not per group
-    rep_pooled = None
-    if grouped and acc.bootstrap:
+    ref = pooled if target == "reference" else None
+    rep_pooled, block_pooled = None, None
+    if target == "reference" and acc.bootstrap:
         rep_pooled = [SufficientStats.empty(acc.dim) for _ in range(acc.bootstrap)]
         for reps in replicates.values():
             rep_pooled = [p + r for p, r in zip(rep_pooled, reps)]
+    if target == "reference" and acc.blocks:
+        block_pooled = [SufficientStats.empty(acc.dim) for _ in range(acc.blocks)]
+        for bl in blocks.values():
+            block_pooled = [p + b for p, b in zip(block_pooled, bl)]
 
     def one(key):
-        m = compute_metrics(groups[key], pooled, zeta, single=True, reference_cov=pooled_cov)
-        ci = {}
+        stats = groups[key]
+        m = compute_metrics(stats, ref, zeta, single=True,
+                            reference_cov=pooled_cov if target == "reference" else None, target=target)
+        out = GroupSummary(key, m)
+        if stats.n >= 2:
+            out.rogue = rogue_dimensions(stats, ROGUE_TOP)
+        if acc.keep_vectors:
+            out.intrinsic = idim.estimate(acc.group_vectors(key), intrinsic_k)
         if acc.bootstrap:
-            reps = [quick_metrics(r, None if rep_pooled is None else rep_pooled[b], zeta)
+            reps = [quick_metrics(r, None if rep_pooled is None else rep_pooled[b], zeta, target)
                     for b, r in enumerate(replicates[key])]
-            ci = {name: _percentile_ci([r[name] for r in reps], ci_level) for name in CI_METRICS}
-        return key, m, ci
+            jack = None
+            if ci_method == "bca" and acc.blocks:
+                jack = [quick_metrics(_minus(stats, blk), None if block_pooled is None
+                                      else _minus(pooled, block_pooled[g]), zeta, target)
+                        for g, blk in enumerate(blocks[key]) if blk.n > 0]
+            for name in CI_METRICS:
+                lo, hi, bias, used = bootstrap_interval(
+                    [r[name] for r in reps], getattr(m, name), ci_method, ci_level,
+                    None if jack is None else [j[name] for j in jack])
+                out.ci[name], out.bias[name] = (lo, hi), bias
+                out.ci_method = used if out.ci_method in (None, used) else out.ci_method
+        return out
 
     keys = sorted(groups, key=lambda k: (k is None, str(k)))
     workers = min(len(keys), workers or _idle_cores())
@@ -331,16 +449,18 @@ def group_keys(store: Store, subset: Subset) -> tuple[dict[str, int], list]:
 def scan_layer(store: Store, run_id: str, layer: int, dim: int, where: str | Subset | None = None,
                group_by: str | None = None, bootstrap: int = 0, seed: int = 0,
                batch_rows: int = DEFAULT_BATCH_ROWS, max_bytes: int = MAX_STATS_BYTES,
-               progress: Callable[[int], None] | None = None) -> GroupAccumulator:
+               progress: Callable[[int], None] | None = None, blocks: int = 0,
+               keep_vectors: bool = False) -> GroupAccumulator:
     """One streaming pass over a run's layer (restricted and grouped by a Subset, or by filter and
-    group-by text): per-group sufficient statistics."""
+    group-by text): per-group sufficient statistics (with `blocks` jackknife blocks, and the
+    rows themselves with `keep_vectors`)."""
     subset = as_subset(store, where, group_by)
-    acc = GroupAccumulator(dim, bootstrap, seed, max_bytes)
+    acc = GroupAccumulator(dim, bootstrap, seed, max_bytes, blocks=blocks, keep_vectors=keep_vectors)
     code_of, keys = None, None
     if subset.group_by:  # fail before the pass, not after hours of it
         code_of, keys = group_keys(store, subset)
         acc.check_groups(len(keys))
-    need_accessions = bool(bootstrap) or code_of is not None
+    need_accessions = bool(bootstrap) or bool(blocks) or code_of is not None
     with _blas_threads(PASS_BLAS_THREADS or _idle_cores()):
         for accessions, X in layer_blocks(store, run_id, layer, subset, batch_rows, need_accessions):
             n_read = len(X)
@@ -353,7 +473,7 @@ def scan_layer(store: Store, run_id: str, layer: int, dim: int, where: str | Sub
                 if not keep.all():  # embeddings of proteins no longer in the catalog
                     X, codes = X[keep], codes[keep]
                     accs = [a for a, ok in zip(accs, keep) if ok]
-                acc.add_coded(X, codes, keys, accs if bootstrap else None, consume=True)
+                acc.add_coded(X, codes, keys, accs if bootstrap or blocks else None, consume=True)
             if progress:
                 progress(n_read)
     acc.finish()
@@ -380,15 +500,33 @@ class IsotropyResult:
     ci_level: float | None = None
     seed: int | None = None
     provenance: dict = field(default_factory=dict)
+    bias: dict = field(default_factory=dict)     # metric -> bootstrap bias
+    ci_method: str | None = None
+    jackknife_blocks: int | None = None
+    rogue: object = None                         # rogue.RogueDimensions
+    intrinsic: object = None                     # intrinsic.IntrinsicSummary (--intrinsic)
 
     def row(self) -> dict:
+        """The result as one `metrics` row (NaN as None), plus 'rogue_dimensions' (the top
+        dimensions with contribution, share and variance share), which is not stored."""
         row = {"run_id": self.run_id, "model": self.model, **self.provenance, "layer": self.layer,
                "level": self.level, "filter": self.filter, "group_by": self.group_by,
                "group_key": self.group_key, **self.metrics.to_dict(), "bootstrap": self.bootstrap,
-               "ci_level": self.ci_level, "seed": self.seed}
+               "ci_level": self.ci_level, "seed": self.seed, "ci_method": self.ci_method,
+               "jackknife_blocks": self.jackknife_blocks}
         for name in CI_METRICS:
             lo, hi = self.ci.get(name, (None, None))
             row[f"{name}_lo"], row[f"{name}_hi"] = lo, hi
+            row[f"{name}_bias"] = self.bias.get(name)
+        i = self.intrinsic
+        row.update({"intrinsic_dim_twonn": i.twonn if i else None, "intrinsic_dim_mle": i.mle if i else None,
+                    "intrinsic_k": i.k if i else None, "intrinsic_n_duplicates": i.n_duplicates if i else None})
+        r = self.rogue
+        top = r.top_rows() if r is not None else []
+        row.update({"rogue_dims": [t["dim"] for t in top] if r is not None else None,
+                    "rogue_shares": [t["share"] for t in top] if r is not None else None,
+                    "rogue_top_share": r.top_share if r is not None else None,
+                    "rogue_dimensions": top if r is not None else None})
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
 
 
@@ -445,10 +583,16 @@ def isotropy(store: Store, model: str, layer: int | str | None = None, level: st
              where: str | None = None, group_by: str | None = None, bootstrap: int = 0,
              seed: int = 0, zeta: float = DEFAULT_ZETA, ci_level: float = 0.95, save: bool = True,
              batch_rows: int = DEFAULT_BATCH_ROWS, max_bytes: int = MAX_STATS_BYTES,
-             progress: Callable[[str, int, int], None] | None = None) -> list[IsotropyResult]:
+             progress: Callable[[str, int, int], None] | None = None, star_target: str = "auto",
+             intrinsic: bool = False, ci_method: str = "bca",
+             jackknife: int = DEFAULT_JACKKNIFE_BLOCKS, intrinsic_k: int = idim.DEFAULT_K,
+             max_vector_bytes: int = MAX_VECTOR_BYTES) -> list[IsotropyResult]:
     """Isotropy metrics of a run (model alias or run id), per layer and group; stored in `metrics`.
 
-    layer: an index, 'all', or None for the last layer. progress(label, done, total)."""
+    layer: an index, 'all', or None for the last layer. progress(label, done, total).
+    star_target: IsoScore*'s shrinkage target (shrinkage.TARGET_CHOICES). intrinsic: also the
+    intrinsic dimension per group (keeps the subset's vectors; exact kNN). With bootstrap:
+    intervals by ci_method ('bca' with `jackknife` blocks, 'bc', 'percentile') and the bias."""
     if level not in ("global", "local"):
         raise InputError(f"level must be 'global' or 'local', got {level!r}")
     if bootstrap < 0:
@@ -457,16 +601,30 @@ def isotropy(store: Store, model: str, layer: int | str | None = None, level: st
         raise InputError(f"shrinkage zeta must be in [0, 1], got {zeta}")
     if not 0.0 < ci_level < 1.0:
         raise InputError(f"confidence level must be in (0, 1), got {ci_level}")
+    if star_target not in TARGET_CHOICES:
+        raise InputError(f"IsoScore* target {star_target!r}: choose one of {', '.join(TARGET_CHOICES)}",
+                         param="star_target")
+    if ci_method not in CI_METHODS:
+        raise InputError(f"interval method {ci_method!r}: choose one of {', '.join(CI_METHODS)}",
+                         param="ci_method")
+    if ci_method == "bca" and bootstrap and jackknife < 2:
+        raise InputError(f"BCa needs at least 2 jackknife blocks, got {jackknife}", param="jackknife")
+    if intrinsic_k < 2:
+        raise InputError(f"intrinsic dimension needs k >= 2 neighbours, got {intrinsic_k}", param="intrinsic_k")
     subset = as_subset(store, where, group_by)
     where, group_by = subset.where, subset.group_by
+    if level == "global":
+        resolve_target(star_target, bool(group_by))   # 'reference' without groups: fail before the pass
     run = resolve_run(store, model)
     results: list[IsotropyResult] = []
     common = dict(run_id=run.run_id, model=getattr(run, "model", None), provenance=_provenance(run))
+    blocks = jackknife if bootstrap and ci_method == "bca" else 0
     for lay in _layers(run, layer):
         if level == "local":
-            if where or group_by or bootstrap:
+            if where or group_by or bootstrap or intrinsic:
                 raise InputError("level 'local' works on the stored per-residue-type statistics of the "
-                                 "whole run: a filter, grouping or bootstrap needs level 'global'")
+                                 "whole run: a filter, grouping, bootstrap or intrinsic dimension needs "
+                                 "level 'global'")
             per_type = load_local_stats(store, run.run_id, lay)
             if not per_type:
                 raise NotFoundError(f"run {run.run_id} has no per-residue statistics for layer {lay}; "
@@ -474,25 +632,41 @@ def isotropy(store: Store, model: str, layer: int | str | None = None, level: st
             pooled = SufficientStats.empty(next(iter(per_type.values())).dim)
             for stats in per_type.values():
                 pooled = pooled + stats
+            per_target = resolve_target(star_target, True)    # residue types: the pooled residues
             for aa in sorted(per_type):
-                results.append(IsotropyResult(**common, layer=lay, level="local", filter="",
-                                              group_by="residue", group_key=aa,
-                                              metrics=compute_metrics(per_type[aa], pooled, zeta)))
-            results.append(IsotropyResult(**common, layer=lay, level="local", filter="", group_by="",
-                                          group_key=LOCAL_POOLED, metrics=compute_metrics(pooled, None, zeta)))
+                stats = per_type[aa]
+                results.append(IsotropyResult(
+                    **common, layer=lay, level="local", filter="", group_by="residue", group_key=aa,
+                    metrics=compute_metrics(stats, pooled, zeta, target=per_target),
+                    rogue=rogue_dimensions(stats, ROGUE_TOP) if stats.n >= 2 else None))
+            # the pooled row is its own reference population
+            results.append(IsotropyResult(
+                **common, layer=lay, level="local", filter="", group_by="", group_key=LOCAL_POOLED,
+                metrics=compute_metrics(pooled, pooled if star_target == "reference" else None, zeta,
+                                        target=resolve_target(star_target, star_target == "reference")),
+                rogue=rogue_dimensions(pooled, ROGUE_TOP) if pooled.n >= 2 else None))
             continue
-        callback = _layer_progress(progress, f"layer {lay}",
-                                   count_layer(store, run.run_id, lay, subset)) if progress else None
+        total = count_layer(store, run.run_id, lay, subset) if progress or intrinsic else None
+        if intrinsic and total * int(run.dim) * 4 > max_vector_bytes:
+            raise TooManyGroupsError(
+                f"intrinsic dimension keeps the vectors: {total:,} x {run.dim} float32 need "
+                f"{total * int(run.dim) * 4 / 2**30:.1f} GiB (limit {max_vector_bytes / 2**30:.1f} GiB); "
+                "narrow the proteins with --where")
+        callback = _layer_progress(progress, f"layer {lay}", total) if progress else None
         acc = scan_layer(store, run.run_id, lay, int(run.dim), subset, None, bootstrap, seed, batch_rows,
-                         max_bytes, callback)
+                         max_bytes, callback, blocks=blocks, keep_vectors=intrinsic)
         if not acc.sums:
             raise NotFoundError(f"no embeddings of run {run.run_id}, layer {lay} match"
                                 + (f" the filter {where!r}" if where else ""))
-        for key, metrics, ci in summarize(acc, zeta, ci_level, grouped=bool(group_by)):
+        for g in summarize(acc, zeta, ci_level, grouped=bool(group_by), star_target=star_target,
+                           ci_method=ci_method, intrinsic_k=intrinsic_k):
             results.append(IsotropyResult(**common, layer=lay, level="global", filter=where,
-                                          group_by=group_by, group_key=key, metrics=metrics, ci=ci,
+                                          group_by=group_by, group_key=g.key, metrics=g.metrics, ci=g.ci,
                                           bootstrap=bootstrap, ci_level=ci_level if bootstrap else None,
-                                          seed=seed if bootstrap else None))
+                                          seed=seed if bootstrap else None, bias=g.bias,
+                                          ci_method=g.ci_method if bootstrap else None,
+                                          jackknife_blocks=blocks or None, rogue=g.rogue,
+                                          intrinsic=g.intrinsic))
     if save:
         if store.read_only:
             raise ProtisoError(f"store {store.root} is open read-only; cannot save results")

@@ -105,6 +105,15 @@ def twonn(X: np.ndarray, discard_fraction: float = DEFAULT_DISCARD,
         raise InputError(f"discard_fraction must be in [0, 1), got {discard_fraction}")
     U, n_dup = unique_rows(X)
     dist, _ = knn_distances(U, 2)
+    return twonn_from_distances(dist, n_dup, discard_fraction, method)
+
+
+def twonn_from_distances(dist: np.ndarray, n_duplicates: int = 0,
+                         discard_fraction: float = DEFAULT_DISCARD,
+                         method: str = "regression") -> IntrinsicDimension:
+    """TwoNN from each distinct point's ascending neighbour distances (columns 0 and 1 used)."""
+    if method not in ("regression", "mle"):
+        raise InputError(f"unknown TwoNN method {method!r}; choose 'regression' or 'mle'")
     ok = dist[:, 0] > 0  # only float underflow could leave a zero after deduplication
     mu = np.sort(dist[ok, 1] / dist[ok, 0])
     N = len(mu)
@@ -120,7 +129,7 @@ def twonn(X: np.ndarray, discard_fraction: float = DEFAULT_DISCARD,
         dim = float(x @ y / (x @ x))
     else:
         dim = float((n_fit - 1) / (x.sum() + (N - n_fit) * x[-1]))
-    return IntrinsicDimension(dim, f"twonn-{method}", N, n_dup + int((~ok).sum()), n_fit, 2,
+    return IntrinsicDimension(dim, f"twonn-{method}", N, n_duplicates + int((~ok).sum()), n_fit, 2,
                               float(discard_fraction))
 
 
@@ -134,6 +143,17 @@ def levina_bickel(X: np.ndarray, k: int = DEFAULT_K, average: str = "inverse"
         raise InputError(f"Levina-Bickel needs k >= 2 neighbours, got {k}")
     U, n_dup = unique_rows(X)
     dist, _ = knn_distances(U, k)
+    return levina_bickel_from_distances(dist, n_dup, average)
+
+
+def levina_bickel_from_distances(dist: np.ndarray, n_duplicates: int = 0,
+                                 average: str = "inverse") -> IntrinsicDimension:
+    """Levina-Bickel from each distinct point's k ascending neighbour distances (k = columns)."""
+    if average not in ("inverse", "estimate"):
+        raise InputError(f"unknown average {average!r}; choose 'inverse' or 'estimate'")
+    k = dist.shape[1]
+    if k < 2:
+        raise InputError(f"Levina-Bickel needs k >= 2 neighbours, got {k}")
     ok = dist[:, 0] > 0
     T = dist[ok]
     inv = np.log(T[:, -1:] / T[:, :-1]).sum(axis=1) / (k - 1)  # 1 / m_k(x)
@@ -143,4 +163,32 @@ def levina_bickel(X: np.ndarray, k: int = DEFAULT_K, average: str = "inverse"
         with np.errstate(divide="ignore"):
             dim = float(np.mean(1.0 / inv))
     n = int(ok.sum())
-    return IntrinsicDimension(dim, "levina-bickel", n, n_dup + int((~ok).sum()), n, k, 0.0)
+    return IntrinsicDimension(dim, "levina-bickel", n, n_duplicates + int((~ok).sum()), n, k, 0.0)
+
+
+@dataclass
+class IntrinsicSummary:
+    """Both estimates of one point cloud from one neighbour search (what `protiso isotropy
+    --intrinsic` stores): NaN where too few distinct points."""
+
+    twonn: float
+    mle: float
+    k: int  # Levina-Bickel neighbours used (DEFAULT_K, fewer for small sets)
+    n_duplicates: int  # rows identical to another row, removed first
+
+
+def estimate(X: np.ndarray, k: int = DEFAULT_K, discard_fraction: float = DEFAULT_DISCARD
+             ) -> IntrinsicSummary:
+    """TwoNN (regression) and Levina-Bickel (k neighbours, fewer when the set has at most k
+    distinct points) from one exact k-neighbour search; NaN for sets of fewer than 3 distinct
+    points (TwoNN needs 3, Levina-Bickel 2 neighbours per point)."""
+    U, n_dup = unique_rows(X)
+    k = min(k, U.shape[0] - 1)
+    if k < 2:
+        return IntrinsicSummary(math.nan, math.nan, max(k, 0), n_dup)
+    dist, _ = knn_distances(U, k)
+    try:
+        two = twonn_from_distances(dist[:, :2], n_dup, discard_fraction).dim
+    except InputError:   # too few ratios left after the discard
+        two = math.nan
+    return IntrinsicSummary(two, levina_bickel_from_distances(dist, n_dup).dim, k, n_dup)

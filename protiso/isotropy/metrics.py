@@ -17,9 +17,10 @@ both are reported and the tests check the identity.
 
 IsoScore* (Rudman & Eickhoff 2023) is IsoScore of the shrunk covariance
 (1 - zeta) C + zeta C0, which keeps small samples (n <= d) from looking artificially
-anisotropic. C0 is the covariance of a larger reference population (here: all points of the
-same pass, e.g. the union of the groups), or, without one, the scaled identity tr(C)/d * I.
-With zeta = 0 it equals IsoScore.
+anisotropic. C0 is named by the target (`shrinkage.py`): 'reference', the covariance of a
+larger population (here: all points of the same pass, e.g. the union of the groups);
+'scaled-identity', tr(C)/d * I (scale-free); or 'identity', I (the reference package's
+suggestion). With zeta = 0 it equals IsoScore.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.linalg
 
+from protiso.errors import InputError
+from protiso.isotropy import shrinkage
 from protiso.isotropy.stats import SufficientStats
 
 DEFAULT_ZETA = 0.2  # our default shrinkage weight for IsoScore* (the paper leaves it a parameter)
@@ -46,7 +49,7 @@ class IsotropyMetrics:
     avg_cosine: float
     isoscore_star: float
     star_zeta: float
-    star_target: str  # 'reference' (a larger population's covariance) or 'identity'
+    star_target: str  # 'reference' (a larger population's covariance), 'scaled-identity' or 'identity'
     participation_ratio: float
     effective_rank: float
     var_top1: float
@@ -183,11 +186,28 @@ def isoscore_star(stats: SufficientStats, zeta: float = DEFAULT_ZETA,
     return isoscore_from_covariance(shrunk_covariance(covariance(stats), zeta, cov0))
 
 
+def _star(cov: np.ndarray, n: int, zeta: float, target: str, cov0: np.ndarray | None) -> float:
+    """IsoScore* of a covariance toward the named target (NaN with fewer than 2 vectors)."""
+    if n < 2:
+        return math.nan
+    return isoscore_from_covariance(shrinkage.shrunk_covariance(cov, zeta, target, cov0))
+
+
+def _target(target: str | None, use_ref: bool) -> str:
+    """The target used: the given one, or 'reference' when a reference population is given,
+    else 'scaled-identity' (protiso's 'auto' for one set)."""
+    if target is None or target == "auto":
+        return "reference" if use_ref else "scaled-identity"
+    return target
+
+
 def compute_metrics(stats: SufficientStats, reference: SufficientStats | None = None,
                     zeta: float = DEFAULT_ZETA, single: bool = False,
-                    reference_cov: np.ndarray | None = None) -> IsotropyMetrics:
+                    reference_cov: np.ndarray | None = None, target: str | None = None) -> IsotropyMetrics:
     """All metrics of one set. `reference`: the larger population for IsoScore*'s shrinkage
-    (or its covariance, `reference_cov`, when computed once for many sets).
+    (or its covariance, `reference_cov`, when computed once for many sets); `target`: IsoScore*'s
+    shrinkage target ('scaled-identity', 'identity', 'reference'; None/'auto': reference when a
+    reference is given, else scaled-identity).
 
     IsoScore, effective dimensions and the participation ratio come from traces of the
     covariance (exact in float64, no spectrum); one eigenvalue decomposition (`single`: in
@@ -197,26 +217,34 @@ def compute_metrics(stats: SufficientStats, reference: SufficientStats | None = 
     lam = eigenvalues(cov, single)
     iso = isoscore_from_covariance(cov)
     use_ref = reference_cov is not None or (reference is not None and reference.n >= 2)
-    cov0 = reference_cov if reference_cov is not None else covariance(reference) if use_ref else None
-    star = isoscore_from_covariance(shrunk_covariance(cov, zeta, cov0)) if stats.n >= 2 else math.nan
+    target = _target(target, use_ref)
+    cov0 = None
+    if target == "reference":
+        cov0 = reference_cov if reference_cov is not None else covariance(reference) if use_ref else None
+        if cov0 is None:
+            raise InputError("IsoScore* target 'reference' needs a reference population of at least "
+                             "2 vectors (with --group-by, the pooled groups)")
+    star = _star(cov, stats.n, zeta, target, cov0)
     return IsotropyMetrics(
         n=int(stats.n), d=int(d), isoscore=iso,
         effective_dims=effective_dims_from_isoscore(iso, d),
         avg_cosine=avg_cosine(stats), isoscore_star=star, star_zeta=float(zeta),
-        star_target="reference" if use_ref else "identity",
+        star_target=target,
         participation_ratio=participation_ratio_from_covariance(cov), effective_rank=effective_rank(lam),
         var_top1=variance_explained(lam, TOP_K[0]), var_top10=variance_explained(lam, TOP_K[1]),
         mean_share=mean_share(stats))
 
 
 def quick_metrics(stats: SufficientStats, reference: SufficientStats | None = None,
-                  zeta: float = DEFAULT_ZETA) -> dict:
+                  zeta: float = DEFAULT_ZETA, target: str | None = None) -> dict:
     """The metrics that need no spectrum (IsoScore, effective dims, average cosine, IsoScore*),
-    for bootstrap replicates."""
+    for bootstrap replicates and jackknife blocks; `target` as in `compute_metrics`."""
     cov = covariance(stats)
     iso = isoscore_from_covariance(cov) if stats.n >= 2 else math.nan
-    cov0 = covariance(reference) if reference is not None and reference.n >= 2 else None
-    star = isoscore_from_covariance(shrunk_covariance(cov, zeta, cov0)) if stats.n >= 2 else math.nan
+    use_ref = reference is not None and reference.n >= 2
+    target = _target(target, use_ref)
+    cov0 = covariance(reference) if target == "reference" and use_ref else None
+    star = _star(cov, stats.n, zeta, target, cov0) if target != "reference" or cov0 is not None else math.nan
     return {"isoscore": iso, "effective_dims": effective_dims_from_isoscore(iso, stats.dim),
             "avg_cosine": avg_cosine(stats), "isoscore_star": star}
 

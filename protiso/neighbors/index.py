@@ -7,11 +7,17 @@ vectors; when parts it covered are gone it is stale and must be rebuilt. Files a
 under a fresh name and swapped in the catalog inside one transaction, so a crash never leaves
 the catalog pointing at a half-written index. Kinds and their parameters: `kinds.py`.
 
+On a store whose parts are at a URL (protiso.store.fs) the index file goes there too, under
+indexes/<run_id>/ (written whole to a hidden name, then moved), listed by its URL with its size and
+SHA-256; FAISS reads local files, so each process uses a copy in store/cache/indexes/<sha256>.faiss,
+fetched once and checked against the recorded checksum.
+
 Metric `cosine` L2-normalises the vectors (score = cosine similarity); `l2` uses squared
 Euclidean distance (score = distance, smaller is nearer).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -32,9 +38,11 @@ from protiso.neighbors.kinds import (DEFAULT_KIND, KINDS, METRICS, check_kind_me
 from protiso.neighbors.parts import (count_layer, iter_layer, layer_dim, read_part_layer, relative,
                                      run_parts, sample_layer)
 from protiso.store import Store, queries
+from protiso.store.fs import DataFS, is_url
 
 Q = queries("neighbors")
 INDEX_DIR = "indexes"
+CACHE_DIR = "cache/indexes"      # local copies of index files kept at a data URL, by SHA-256
 _SAFE_RE = re.compile(r"^[A-Za-z0-9_.=~+-]+$")
 
 Progress = Callable[[int], None]
@@ -57,10 +65,21 @@ class IndexInfo:
     dim: int
     n_vectors: int
     params: dict
-    path: Path
+    path: Path | str                   # a file under the store, or a URL at its data location
     source_parts: list[str] = field(default_factory=list)
     build_seconds: float | None = None
     created_at: object = None
+    size_bytes: int | None = None      # recorded for files at a data URL
+    sha256: str | None = None
+    remote: "_Remote | None" = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class _Remote:
+    """Where an index file at a data URL is read from, and its local copies kept."""
+
+    data: DataFS
+    cache: Path
 
 
 @dataclass
@@ -94,8 +113,10 @@ def get_index_info(store: Store, run_id: str, layer: int, kind: str | None = Non
     row = store.one(Q.index_info, {"run_id": run_id, "layer": int(layer), "kind": kind, "metric": metric})
     if row is None:
         return None
+    remote = is_url(row[8])
     return IndexInfo(row[0], row[1], int(row[2]), row[3], row[4], int(row[5]), int(row[6]),
-                     json.loads(row[7]), store.root / row[8], list(row[9]), row[10], row[11])
+                     json.loads(row[7]), row[8] if remote else store.root / row[8], list(row[9]), row[10],
+                     row[11], row[12], row[13], _remote(store) if remote else None)
 
 
 def list_indexes(store: Store, run_id: str | None = None) -> pa.Table:
@@ -108,7 +129,7 @@ def index_state(store: Store, info: IndexInfo) -> IndexState:
     have = set(info.source_parts)
     new = [p for p in current if p not in have]
     missing = sorted(have - set(current))
-    status = "stale" if missing or not info.path.exists() else ("behind" if new else "fresh")
+    status = "stale" if missing or not _exists(info) else ("behind" if new else "fresh")
     return IndexState(status, new, missing)
 
 
@@ -118,7 +139,9 @@ def _record(store: Store, info: IndexInfo, accessions: list[str], first_id: int,
     store.execute(Q.upsert_index, {
         "index_id": info.index_id, "run_id": info.run_id, "layer": info.layer, "kind": info.kind,
         "metric": info.metric, "dim": info.dim, "n_vectors": info.n_vectors,
-        "params": json.dumps(info.params), "path": relative(store, info.path),
+        "params": json.dumps(info.params),
+        "path": info.path if info.remote else relative(store, info.path),
+        "size_bytes": info.size_bytes, "sha256": info.sha256,
         "source_parts": info.source_parts, "build_seconds": info.build_seconds,
         "faiss_version": faiss.__version__, "software_version": __version__,
         "created_at": info.created_at})
@@ -138,17 +161,41 @@ def _record(store: Store, info: IndexInfo, accessions: list[str], first_id: int,
 def drop_index(store: Store, info: IndexInfo) -> None:
     with store.transaction():
         store.execute(Q.drop_index, {"index_id": info.index_id})
-    info.path.unlink(missing_ok=True)
+    _remove(info.remote, info.path, info.sha256)
 
 
 # -- files -------------------------------------------------------------------------------
 
-def _index_file(store: Store, run_id: str, layer: int, kind: str, metric: str) -> Path:
+def _remote(store: Store) -> _Remote | None:
+    """The data location and local cache of a store whose parts are at a URL, else None."""
+    return _Remote(store.data, store.root / CACHE_DIR) if store.data is not None else None
+
+
+def _exists(info: IndexInfo) -> bool:
+    if info.remote is not None:
+        return info.remote.data.size(str(info.path)) is not None
+    return Path(info.path).exists()
+
+
+def _remove(remote: _Remote | None, path: Path | str, sha256: str | None) -> None:
+    """Remove an index file (and, at a data URL, its local copy)."""
+    if remote is None:
+        Path(path).unlink(missing_ok=True)
+        return
+    remote.data.delete(str(path))
+    if sha256:
+        (remote.cache / f"{sha256}.faiss").unlink(missing_ok=True)
+
+
+def _index_file(store: Store, run_id: str, layer: int, kind: str, metric: str) -> Path | str:
+    """A fresh name for an index file: under store/indexes/<run_id>/, or at the data URL."""
     if not _SAFE_RE.match(run_id):
         raise InputError(f"run id {run_id!r} cannot name an index directory")
-    directory = store.root / INDEX_DIR / run_id
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / f"L{int(layer)}-{kind}-{metric}-{uuid.uuid4().hex[:12]}.faiss"
+    rel = f"{INDEX_DIR}/{run_id}/L{int(layer)}-{kind}-{metric}-{uuid.uuid4().hex[:12]}.faiss"
+    if store.data is not None:
+        return store.data.uri(rel)
+    (store.root / INDEX_DIR / run_id).mkdir(parents=True, exist_ok=True)
+    return store.root / rel
 
 
 def _write_index(index, path: Path) -> None:
@@ -160,23 +207,70 @@ def _write_index(index, path: Path) -> None:
     os.replace(tmp, path)
 
 
-_CACHE: dict[tuple[str, float], object] = {}
+def _upload_index(index, remote: _Remote, uri: str) -> tuple[int, str]:
+    """Write the index to the data URL atomically (DataFS.put) by way of a local file, which is
+    kept as the local copy of the new file; returns its (size, SHA-256)."""
+    remote.cache.mkdir(parents=True, exist_ok=True)
+    tmp = remote.cache / f".{uuid.uuid4().hex}.faiss.tmp"
+    try:
+        faiss.write_index(index, str(tmp))
+        size, sha = remote.data.put(tmp, uri)
+        os.replace(tmp, remote.cache / f"{sha}.faiss")
+    finally:
+        tmp.unlink(missing_ok=True)
+    return size, sha
+
+
+def _local_copy(info: IndexInfo, rebuild: str, fresh: bool = False) -> Path:
+    """The local copy of an index file at a data URL, fetched (and checked against the recorded
+    size and SHA-256) unless present; `fresh` fetches it again."""
+    remote = info.remote
+    if not info.sha256:
+        raise DamagedStoreError(f"index file {info.path} has no recorded checksum; {rebuild}")
+    copy = remote.cache / f"{info.sha256}.faiss"
+    if not fresh and copy.is_file() and (info.size_bytes is None or copy.stat().st_size == info.size_bytes):
+        return copy
+    if remote.data.size(str(info.path)) is None:
+        raise DamagedStoreError(f"index file {info.path} is missing; {rebuild}")
+    remote.cache.mkdir(parents=True, exist_ok=True)
+    tmp = remote.cache / f".{uuid.uuid4().hex}.faiss.tmp"
+    try:
+        _, sha = remote.data.get(str(info.path), tmp)
+        if sha != info.sha256:
+            raise DamagedStoreError(f"index file {info.path} has changed (checksum differs from the "
+                                    f"recorded one); {rebuild}")
+        os.replace(tmp, copy)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return copy
+
+
+_CACHE: dict[tuple[str, object], object] = {}
 
 
 def load_faiss(info: IndexInfo):
-    """Read the index file (cached per path and mtime within the process)."""
+    """Read the index file (cached within the process per path and mtime, or, at a data URL,
+    per URL and checksum, read from its local copy)."""
     rebuild = f"rebuild it with `protiso index build --model {info.run_id} --layer {info.layer} " \
               f"--kind {info.kind} --metric {info.metric} --rebuild`"
-    if not info.path.exists():
-        raise DamagedStoreError(f"index file {info.path} is missing; {rebuild}")
-    key = (str(info.path), info.path.stat().st_mtime)
+    if info.remote is not None:
+        key = (str(info.path), info.sha256)
+    else:
+        if not info.path.exists():
+            raise DamagedStoreError(f"index file {info.path} is missing; {rebuild}")
+        key = (str(info.path), info.path.stat().st_mtime)
     index = _CACHE.get(key)
     if index is None:
         _CACHE.clear()
         try:
-            index = faiss.read_index(str(info.path))
+            index = faiss.read_index(str(info.path if info.remote is None else _local_copy(info, rebuild)))
         except RuntimeError:  # FAISS reports a truncated or corrupt file as a read error
-            raise DamagedStoreError(f"index file {info.path} is truncated or damaged; {rebuild}") from None
+            if info.remote is None:
+                raise DamagedStoreError(f"index file {info.path} is truncated or damaged; {rebuild}") from None
+            try:              # the local copy went bad after it was checked: fetch it again
+                index = faiss.read_index(str(_local_copy(info, rebuild, fresh=True)))
+            except RuntimeError:
+                raise DamagedStoreError(f"index file {info.path} is truncated or damaged; {rebuild}") from None
         if index.ntotal != info.n_vectors or index.d != info.dim:
             raise DamagedStoreError(f"index file {info.path} holds {index.ntotal:,} vectors of dimension "
                                     f"{index.d}, the catalog {info.n_vectors:,} of {info.dim}; {rebuild}")
@@ -185,19 +279,25 @@ def load_faiss(info: IndexInfo):
 
 
 def _commit(store: Store, info: IndexInfo, index, accessions: list[str], first_id: int,
-            replace_ids: bool, old_path: Path | None) -> None:
+            replace_ids: bool, old: IndexInfo | None) -> None:
     """Write the index under a new name, swap it in the catalog, then drop the old file."""
+    old_file = (old.remote, old.path, old.sha256) if old is not None else None
     path = _index_file(store, info.run_id, info.layer, info.kind, info.metric)
-    _write_index(index, path)
+    info.remote = _remote(store)
+    if info.remote is None:
+        _write_index(index, path)
+        info.size_bytes = info.sha256 = None
+    else:
+        info.size_bytes, info.sha256 = _upload_index(index, info.remote, path)
     info.path = path
     try:
         with store.transaction():
             _record(store, info, accessions, first_id, replace_ids)
     except BaseException:
-        path.unlink(missing_ok=True)
+        _remove(info.remote, path, info.sha256)
         raise
-    if old_path is not None and old_path != path:
-        old_path.unlink(missing_ok=True)
+    if old_file is not None and old_file[1] != path:
+        _remove(*old_file[:2], old_file[2] if old_file[2] != info.sha256 else None)
 
 
 # -- building ----------------------------------------------------------------------------
@@ -293,7 +393,7 @@ def build_index(store: Store, run_id: str, layer: int, kind: str = DEFAULT_KIND,
         accessions = _add_vectors(index, store, parts, layer, metric, set(), progress)
     info = IndexInfo(index_id_for(run_id, layer, kind, metric), run_id, int(layer), kind, metric,
                      dim, len(accessions), resolved, Path(), parts, time.perf_counter() - t0, None)
-    _commit(store, info, index, accessions, 0, True, existing.path if existing else None)
+    _commit(store, info, index, accessions, 0, True, existing)
     return info, "built"
 
 
@@ -318,9 +418,9 @@ def extend_index(store: Store, info: IndexInfo, new_parts: list[str] | None = No
         total(count_layer(store, new_parts, info.layer))
     accessions = _add_vectors(index, store, new_parts, info.layer, info.metric, have, progress)
     first = info.n_vectors
-    old_path = info.path
+    old = dataclasses.replace(info)       # the file it replaces
     info.n_vectors = first + len(accessions)
     info.source_parts = info.source_parts + list(new_parts)
     info.build_seconds = (info.build_seconds or 0.0) + time.perf_counter() - t0
-    _commit(store, info, index, accessions, first, False, old_path)
+    _commit(store, info, index, accessions, first, False, old)
     return info

@@ -10,7 +10,6 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from protiso.runs import embeddings_dataset, matrix
 from protiso.store import Store
@@ -21,15 +20,15 @@ def relative(store: Store, path: Path) -> str:
 
 
 def run_parts(store: Store, run_id: str) -> list[str]:
-    """Relative paths of the run's embedding parts, oldest first."""
-    store.require_local_data("a nearest-neighbour index")
-    return [relative(store, p) for p in store.parts(embeddings_dataset(run_id))]
+    """The catalog paths of the run's embedding parts (data/embeddings/<run>/<file>), oldest
+    first; read through the store (`Store.read_part`), so parts at a data URL work too."""
+    return store.part_rels(embeddings_dataset(run_id))
 
 
 def read_part_layer(store: Store, rel_path: str, layer: int) -> tuple[list[str], np.ndarray]:
     """Accessions and vectors of one layer from one embedding part."""
-    table = pq.read_table(store.root / rel_path, columns=["accession", "layer", "embedding"],
-                          filters=[("layer", "=", int(layer))])
+    table = store.read_part(rel_path, columns=["accession", "layer", "embedding"],
+                            filters=[("layer", "=", int(layer))])
     kind = table.schema.field("embedding").type
     dim = kind.list_size if pa.types.is_fixed_size_list(kind) else None
     if dim is None:  # variable-size lists: width from the data
@@ -49,7 +48,7 @@ def count_layer(store: Store, parts: list[str], layer: int) -> int:
     """Number of vectors of `layer` in the given parts (reads only the layer column)."""
     total = 0
     for rel in parts:
-        t = pq.read_table(store.root / rel, columns=["layer"])
+        t = store.read_part(rel, columns=["layer"])
         total += int(np.count_nonzero(t.column("layer").to_numpy() == layer))
     return total
 

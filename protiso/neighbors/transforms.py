@@ -9,7 +9,11 @@ statistics (one streaming pass):
 - abtt:   A = I - U U^T with U the top-D principal directions ("all-but-the-top",
           Mu & Viswanath 2018; default D = max(1, round(d / 100)));
 - pca:    A = V_k, the top-k principal directions (default k = ceil(effective dimensions),
-          i.e. IsoScore * (d - 1) + 1 of the parent).
+          i.e. IsoScore * (d - 1) + 1 of the parent);
+- standardize: A = diag(1 / s), s the per-dimension standard deviation (ddof 1; 1 for a
+          constant dimension): the z-score per dimension, Timkey & van Schijndel's (2021) remedy
+          for rogue dimensions (isotropy/rogue.py), which keeps every direction but no longer
+          lets a few high-variance dimensions dominate the cosine.
 
 A derived run is an ordinary run (row in `runs`, parts in `embeddings/<run_id>`) holding the
 transformed vectors of one layer, so index, isotropy and pair commands use it like any other;
@@ -32,6 +36,7 @@ import pyarrow as pa
 from protiso.errors import InputError, NotFoundError
 from protiso.isotropy.metrics import (avg_cosine, covariance, effective_dims_from_isoscore,
                                       isoscore_from_eigenvalues)
+from protiso.isotropy.rogue import standardize
 from protiso.isotropy.stats import SufficientStats
 from protiso.neighbors.parts import iter_layer, run_parts, sample_layer
 from protiso.embedding import embed_sequences
@@ -40,7 +45,7 @@ from protiso.runs import embeddings_dataset, get_run
 from protiso.runs.writer import vectors_table
 from protiso.store import Store, queries
 
-TRANSFORMS = ("center", "whiten", "abtt", "pca")
+TRANSFORMS = ("center", "whiten", "abtt", "pca", "standardize")
 TRANSFORM_DIR = "transforms"
 Q = queries("neighbors")
 _EPS = 1e-8  # whitening: directions with variance below this share of the largest are dropped
@@ -120,6 +125,9 @@ def fit(stats: SufficientStats, name: str, param: int | None = None) -> FittedTr
     mean = stats.sum / stats.n
     if name == "center":
         return FittedTransform(name, None, mean, None)
+    if name == "standardize":
+        mean, scale = standardize(stats)
+        return FittedTransform(name, None, mean, np.diag(1.0 / scale))
     lam, V = spectrum(stats)
     if name == "whiten":
         keep = lam > _EPS * lam[0]

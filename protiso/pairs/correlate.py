@@ -3,7 +3,10 @@
 Everything here reads SQL views and macros (sql/views/41_pair_metrics.sql, 42_pair_spearman.sql):
 the paper's matrix (cosine, squared Euclidean, alignment score, identity) plus the GO-term
 Jaccard overlap, as the square views pair_correlation_matrix (Pearson, DuckDB corr) and
-pair_correlation_matrix_spearman (Pearson on average ranks), and the regime analysis, the
+pair_correlation_matrix_spearman (Pearson on average ranks); GO semantic similarity (Resnik and
+Lin per namespace) set beside Jaccard against the same four variables, views
+pair_go_correlations[_spearman] (one row per measure, over the pairs where it is defined); and
+the regime analysis, the
 macro pair_identity_regimes(bins): the embedding metrics per identity bin (the paper: wide
 spread at low identity, convergence at high identity). This module checks that the inputs
 exist, computes the missing ones, and selects one pair set, alignment, run and layer."""
@@ -16,13 +19,15 @@ import pyarrow as pa
 from protiso.errors import InputError, NotFoundError
 from protiso.pairs.align import Scoring
 from protiso.pairs.distances import distance_pair_set
-from protiso.pairs.functional import go_pair_set
+from protiso.pairs.functional import go_pair_set, go_semantic_pair_set
 from protiso.pairs.jobs import alignment_key, done_job_keys, job_is_done
 from protiso.pairs.sample import get_pair_set
 from protiso.runs import resolve
 from protiso.store import Store, queries
 
 Q = queries("pairs")
+QGO = queries("go")
+GO_METHODS = {"pearson": QGO.pair_go_correlations_pearson, "spearman": QGO.pair_go_correlations_spearman}
 VARIABLES = ("cosine", "sq_euclidean", "score", "identity", "go_jaccard")
 METHODS = {"pearson": Q.correlation_square_pearson, "spearman": Q.correlation_square_spearman}
 EMBEDDING_METRICS = ("cosine", "sq_euclidean")
@@ -60,13 +65,15 @@ def select(store: Store, name: str, run_id: str, layer: int, alignment: str | No
 
 def prepare(store: Store, name: str, model: str, layer: int | None = None,
             alignment: str | None = None, progress=None) -> Selection:
-    """Make sure the inputs exist: embedding distances for the run/layer (computed if missing)
-    and current GO Jaccard overlaps; returns the selection to correlate."""
+    """Make sure the inputs exist: embedding distances for the run/layer (computed if missing),
+    current GO Jaccard overlaps and, when the store holds an ontology, current Resnik and Lin
+    similarities; returns the selection to correlate."""
     get_pair_set(store, name)
     run, layer = resolve(store, model, layer)
     if not job_is_done(store, name, "distance", f"{run.run_id}/L{layer}"):
         distance_pair_set(store, name, run.run_id, layer, progress=progress)
     go_pair_set(store, name)
+    go_semantic_pair_set(store, name)
     return select(store, name, run.run_id, layer, alignment)
 
 
@@ -80,6 +87,17 @@ def correlation_matrix(store: Store, sel: Selection, method: str = "pearson") ->
     if not table.num_rows:
         raise NotFoundError(f"no pairs with both alignment and distances in {sel.pair_set!r}")
     return table
+
+
+def go_correlations(store: Store, sel: Selection, method: str = "pearson") -> pa.Table:
+    """GO similarity against embedding and sequence similarity: one row per measure (go_jaccard,
+    resnik_bp, lin_bp, resnik_mf, lin_mf, resnik_cc, lin_cc) with the pairs where it is defined
+    (n_pairs) and its correlation with cosine, sq_euclidean, score and identity. Measures no pair
+    has (no ontology in the store, or no annotation in a namespace) have no row."""
+    if method not in GO_METHODS:
+        raise InputError(f"correlation method {method!r} must be one of {', '.join(GO_METHODS)}",
+                         param="method")
+    return store.sql(GO_METHODS[method], sel.params())
 
 
 def identity_regimes(store: Store, sel: Selection, bins: int = 10) -> pa.Table:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -47,8 +48,7 @@ def _job(pair_set: str, kind: str, key: str) -> dict:
 
 def _start_job(store: Store, pair_set: str, kind: str, key: str, params: dict,
                chunk_size: int, n_chunks: int) -> set[int]:
-    """Register (or find) the job; returns the chunks already done."""
-    store.require_local_data(f"pair job {kind}")
+    """Register (or find) the job; returns the chunks already done (their parts present)."""
     job = _job(pair_set, kind, key)
     row = store.one(Q.job_definition, job)
     if row is not None and (json.loads(row[0]) != params or row[1] != chunk_size):
@@ -62,7 +62,7 @@ def _start_job(store: Store, pair_set: str, kind: str, key: str, params: dict,
                                          "n_chunks": n_chunks, "version": __version__})
         return set()
     done = store.execute(Q.job_chunks, job).fetchall()
-    return {c for c, p in done if (store.root / p).exists()}
+    return {c for c, p in done if store.part_problem(p, None) is None}
 
 
 def pending_chunks(n_pairs: int, chunk_size: int, done: set[int]) -> Iterator[tuple[int, int, int]]:
@@ -78,17 +78,16 @@ def _dataset(pair_set: str, kind: str, key: str) -> str:
 
 
 def _save_chunk(store: Store, pair_set: str, kind: str, key: str, chunk: int, table: pa.Table | None,
-                seconds: float, written: tuple[Path, int] | None = None) -> None:
+                seconds: float, written: tuple[Path | str, int] | None = None) -> None:
     """Record a finished chunk: write its table as a part, or register a part a Ray worker
     already wrote (`written` = (path, n_rows)), in the same transaction as its chunk row."""
     with store.transaction():
         if written is None:
-            path = store.write_part(_dataset(pair_set, kind, key), table)
-        else:
-            path = Path(written[0])
-            store.register_part(_dataset(pair_set, kind, key), path, written[1])
+            rel = store.part_rel(store.write_part(_dataset(pair_set, kind, key), table))
+        else:                  # a path, or a URL at the store's data location
+            rel = store.register_part(_dataset(pair_set, kind, key), written[0], written[1])
         store.execute(Q.save_job_chunk, {**_job(pair_set, kind, key), "chunk": chunk, "seconds": seconds,
-                                         "path": path.relative_to(store.root).as_posix()})
+                                         "path": rel})
 
 
 def _finish_job(store: Store, pair_set: str, kind: str, key: str) -> None:
@@ -113,6 +112,13 @@ _WORKER: dict = {}
 def _worker_init(scoring: Scoring, backend: str) -> None:
     _WORKER["engine"] = make_backend(scoring, backend)
     _WORKER["scoring"] = scoring
+
+
+def _pool_worker_init(scoring: Scoring, backend: str) -> None:
+    """A worker process of the local pool: Ctrl-C is the parent's to handle (it stops the pool and
+    says what was kept), so the workers ignore SIGINT instead of each printing a traceback line."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_init(scoring, backend)
 
 
 def _worker_align(chunk: int):
@@ -176,7 +182,7 @@ def align_pair_set(store: Store, name: str, scoring: Scoring | None = None, thre
             total += s
     else:
         ctx = mp.get_context("fork")
-        with ctx.Pool(threads, initializer=_worker_init, initargs=(sc, backend)) as pool:
+        with ctx.Pool(threads, initializer=_pool_worker_init, initargs=(sc, backend)) as pool:
             for c, out, s in pool.imap_unordered(_worker_align, todo):
                 save(c, out, s)
                 total += s

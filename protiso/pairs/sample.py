@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -75,6 +76,7 @@ class PairSet:
     n_proteins: int
     n_pairs: int
     definition: dict
+    notes: list[str] = field(default_factory=list)   # what the user should know (not recorded)
 
 
 def get_pair_set(store: Store, name: str) -> PairSet:
@@ -187,7 +189,6 @@ def sample_pairs(store: Store, name: str, *, strategy: str = "all-pairs", fracti
                  where: str | Subset | None = None, bins: int = 10, pool_factor: int = 10,
                  threads: int = 1, replace: bool = False) -> PairSet:
     """Create pair set `name` with the seeded SQL macros (see the module docstring)."""
-    store.require_local_data("pair sampling")
     check_name(name)
     _check_request(strategy, fraction, proteins, pairs, bins, pool_factor)
     subset = as_subset(store, where)
@@ -209,6 +210,7 @@ def sample_pairs(store: Store, name: str, *, strategy: str = "all-pairs", fracti
         raise InputError(f"{strategy} sampling ranks every pair among the {k:,} proteins ({total:,} "
                          f"pairs, more than {MAX_RANKED_PAIRS:,}); draw fewer proteins first "
                          "(a fraction or a protein count)", param="proteins")
+    notes: list[str] = []
     if strategy == "all-pairs":
         got = store.sql(Q.sample_all_pairs.replace("$subset", population), {**args, "pairs": pairs})
     elif strategy == "random-pairs":
@@ -217,7 +219,8 @@ def sample_pairs(store: Store, name: str, *, strategy: str = "all-pairs", fracti
                              param="pairs")
         got = store.sql(Q.sample_random_pairs.replace("$subset", population), {**args, "pairs": pairs})
     else:
-        got = _stratified(store, population, args, pairs, bins, pool_factor, threads)
+        got, note = _stratified(store, population, args, pairs, bins, pool_factor, threads)
+        notes = [note] if note else []
     table = pa.table({"pair_set": constant_column(name, got.num_rows), "pair_id": got["pair_id"],
                       "accession_a": got["accession_a"], "accession_b": got["accession_b"]}).cast(LIST_SCHEMA)
     ends = pa.chunked_array(table["accession_a"].chunks + table["accession_b"].chunks, pa.string())
@@ -237,13 +240,14 @@ def sample_pairs(store: Store, name: str, *, strategy: str = "all-pairs", fracti
         for lo in range(0, max(1, table.num_rows), 2_000_000):
             store.write_part(list_dataset(name), table.slice(lo, 2_000_000))
     store.refresh_views()
-    return PairSet(name, strategy, seed, n_pop, n_proteins, table.num_rows, definition)
+    return PairSet(name, strategy, seed, n_pop, n_proteins, table.num_rows, definition, notes)
 
 
 def _stratified(store: Store, population: str, args: dict, pairs: int, bins: int, pool_factor: int,
-                threads: int) -> pa.Table:
+                threads: int) -> tuple[pa.Table, str | None]:
     """The macros' pool (sample_pairs_random), aligned here in parallel, stratified by the macro
-    stratify_pairs: the pairs of sample_pairs_stratified."""
+    stratify_pairs: the pairs of sample_pairs_stratified; and, when they are fewer than `pairs`,
+    a note saying how many and why (bins whose pool holds fewer pairs than their share)."""
     from protiso.pairs.align import Scoring, align_many
 
     pool = store.sql(Q.sample_pool.replace("$subset", population), {**args, "pairs": pairs * pool_factor})
@@ -252,7 +256,27 @@ def _stratified(store: Store, population: str, args: dict, pairs: int, bins: int
     aligned = pa.table({"accession_a": pool["accession_a"], "accession_b": pool["accession_b"],
                         "identity": pa.array(res["identity"], mask=np.isnan(res["identity"]))})
     with registered(store, "_protiso_pool", aligned):
-        return store.sql(Q.stratify_pool, {"pairs": pairs, "bins": bins, "seed": args["seed"]})
+        got = store.sql(Q.stratify_pool, {"pairs": pairs, "bins": bins, "seed": args["seed"]})
+    return got, stratified_shortfall(res["identity"], pairs, bins, got.num_rows)
+
+
+def stratified_shortfall(identity: np.ndarray, pairs: int, bins: int, n_got: int) -> str | None:
+    """Why identity-stratified sampling gave fewer than `pairs` pairs: each of the `bins` bins
+    keeps at most ceil(pairs / bins) of the aligned pool's pairs (as macro stratify_pairs does),
+    and random pairs rarely have high identity. None when nothing is missing."""
+    if n_got >= pairs:
+        return None
+    identity = np.asarray(identity, dtype=np.float64)
+    identity = identity[~np.isnan(identity)]
+    share = math.ceil(pairs / bins)
+    counts = np.bincount(np.minimum(np.floor(identity * bins), bins - 1).astype(np.int64), minlength=bins)
+    short = [(b, int(c)) for b, c in enumerate(counts[:bins]) if c < share]
+    shown = ", ".join(f"{b / bins:.2g}-{(b + 1) / bins:.2g}: {c:,}" for b, c in short[:6])
+    more = f" and {len(short) - 6} more" if len(short) > 6 else ""
+    return (f"identity-stratified sampling gave {n_got:,} of the {pairs:,} pairs asked for: each of the "
+            f"{bins} identity bins keeps at most {share:,} pairs of an aligned pool of {identity.size:,} random "
+            f"pairs, and {len(short)} bin{'s' if len(short) != 1 else ''} held fewer ({shown}{more}); "
+            "a larger --pool-factor or fewer --bins gets closer")
 
 
 def sequences(store: Store, accessions: list[str]) -> dict[str, str]:

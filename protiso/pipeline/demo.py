@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from protiso.errors import InputError
 from protiso.go.store import bundled_obo
@@ -59,9 +60,29 @@ def demo_settings(proteins: int | None = None) -> dict:
                 device="cpu", dtype="float32")
 
 
+def settings_text(settings: dict, n_proteins: int | None = None) -> str:
+    """The demo's settings in one paragraph, printed before it runs (the report records them)."""
+    first, *steps = settings["models"]
+    checkpoints = ", ".join(m.split("@", 1)[1] for m in steps if "@" in m)
+    proteins = (f"a fixed subset of {n_proteins:,} proteins (--proteins)" if settings["where"] and n_proteins
+                else "every protein of the sample" if not settings["where"] else "a fixed subset (--proteins)")
+    return (f"demo settings: model {first} (all layers, per-residue statistics)"
+            + (f" and its training checkpoints {checkpoints} (last layer)" if checkpoints else "")
+            + f"; {proteins}, each truncated to its first {settings['max_length']} residues (the demo's "
+            f"limit, to keep it short on a CPU; `protiso embed` uses the model's own limit); pairs: all "
+            f"pairs among {settings['pair_proteins']} proteins, seed {settings['seed']}; "
+            f"{settings['device']}, {settings['dtype']}, {settings['threads']} thread(s). "
+            "The report records these settings.")
+
+
 def sample_overview(store: Store) -> dict[str, pa.Table]:
-    """What the ingested sample holds: the top organisms and the annotations per namespace."""
-    return {"top organisms": store.sql(Q.top_organisms), "annotations": store.sql(Q.annotation_summary)}
+    """What the ingested sample holds: the top organisms (FASTA entries without an organism are
+    one group, labelled) and the annotations per namespace."""
+    organisms = store.sql(Q.top_organisms)
+    if "organism" in organisms.column_names:
+        i = organisms.column_names.index("organism")
+        organisms = organisms.set_column(i, "organism", pc.fill_null(organisms.column(i), "(not given)"))
+    return {"top organisms": organisms, "annotations": store.sql(Q.annotation_summary)}
 
 
 def run_demo(store: Store, proteins: int | None = None, on_ingest: Callable[[IngestResult], None] | None = None,

@@ -28,12 +28,16 @@ from protiso.isotropy.spectra import SPECTRA_SCHEMA, compute_spectrum, spectra_d
 from protiso.models import load
 from protiso.pairs.align import Scoring
 from protiso.pairs.distances import distance_pair_set
-from protiso.pairs.functional import go_pair_set
+from protiso.pairs.functional import go_pair_set, go_semantic_pair_set
 from protiso.pairs.jobs import align_pair_set, alignment_key
 from protiso.pairs.sample import sample_pairs
 from protiso.query import Subset, as_subset
 from protiso.runs import list_runs
 from protiso.store import Store, queries
+
+# Intrinsic dimension needs an exact k-NN search over the run's vectors (cost ~ n^2 d): the
+# reproduction adds it to every layer's row for runs up to this size (the demo: 2,099 proteins).
+INTRINSIC_MAX_PROTEINS = 20_000
 
 Q = queries("pipeline")
 
@@ -222,8 +226,9 @@ def reproduce(store: Store, models=PAPER_MODELS, fraction: float | None = 0.01, 
         last = max(run.layers)
         todo = [la for la in sorted(run.layers) if not _has_metrics(store, rid, la, "global", filt, "")]
         t0 = time.perf_counter()
+        exact_knn = (run.n_done or 0) <= INTRINSIC_MAX_PROTEINS
         for la in todo:
-            isotropy(store, rid, la, "global", subset)
+            isotropy(store, rid, la, "global", subset, intrinsic=exact_knn)
         record(name, "isotropy", "ran" if todo else "skipped",
                f"layers {todo}" if todo else f"layers {sorted(run.layers)} in metrics", t0)
 
@@ -288,6 +293,13 @@ def reproduce(store: Store, models=PAPER_MODELS, fraction: float | None = 0.01, 
         go = go_pair_set(store, name)
         record(None, "go-overlap", "ran" if go.chunks_computed else "skipped",
                "annotation Jaccard per pair" if go.chunks_computed else "current", t0)
+        t0 = time.perf_counter()
+        semantic = go_semantic_pair_set(store, name)
+        if semantic is None:
+            record(None, "go-semantic", "skipped", "no ontology in the store (protiso ingest go.obo)")
+        else:
+            record(None, "go-semantic", "ran" if semantic.chunks_computed else "skipped",
+                   "Resnik and Lin per namespace" if semantic.chunks_computed else "current", t0)
         for mname, run in runs.items():
             layer = max(run.layers)
             t0 = time.perf_counter()

@@ -27,12 +27,16 @@ SECTIONS = (
     ("paper-table", "Isotropy: the paper's table"),
     ("spectra", "Eigenvalue spectra"),
     ("layers", "Isotropy per layer"),
+    ("intrinsic", "Intrinsic dimension vs effective dimensions per layer"),
+    ("rogue", "Rogue dimensions"),
+    ("intervals", "Bootstrap intervals and bias"),
     ("checkpoints", "Isotropy over training checkpoints"),
     ("groups", "Isotropy per group (organism, GO)"),
     ("local", "Local (per-residue-type) isotropy"),
     ("correlations", "Correlation matrix"),
     ("pairs", "Embedding distance vs sequence identity and alignment score"),
     ("go", "GO-term similarity"),
+    ("go-semantic", "GO semantic similarity (Resnik, Lin) vs embedding distance"),
     ("runs", "Embedding runs"),
 )
 CORR_VARS = ("cosine", "sq_euclidean", "score", "identity", "go_jaccard")
@@ -284,8 +288,10 @@ def _groups(doc: _Doc, store: Store, max_bars: int = 15, min_n: int = 10) -> Non
         if not shown:
             doc.empty(f"{run_id}: no group of {_group_label(group_by)} has {min_n} proteins.")
             continue
-        labels = [str(r["group_key"]) if r["group_key"] is not None else "(none)" for r in shown]
-        labels = [(s if len(s) <= 28 else s[:26] + "…") + f" (n={r['n']})" for s, r in zip(labels, shown)]
+        names = data.group_labels(store, [r["group_key"] for r in shown])
+        labels = [str(names.get(r["group_key"], r["group_key"])) if r["group_key"] is not None else "(none)"
+                  for r in shown]
+        labels = [(s if len(s) <= 34 else s[:32] + "…") + f" (n={r['n']})" for s, r in zip(labels, shown)]
         flags = [_small(r) for r in shown]
         doc.figure(figures.bars(labels, [r["effective_dims"] for r in shown], "effective dimensions",
                                 f"{shown[0]['model']}: by {_group_label(group_by)}", flags=flags,
@@ -298,7 +304,8 @@ def _groups(doc: _Doc, store: Store, max_bars: int = 15, min_n: int = 10) -> Non
                    f"({min(r['n'] for r in shown)}-{max(r['n'] for r in shown)} per group, d={shown[0]['d']}) "
                    f"seed=none (deterministic); protiso {__version__}")
         _metric_table(doc, "group-table", ["group"], shown, lambda r: '<td class="t">'
-                      f'{_e(r["group_key"] if r["group_key"] is not None else "(none)")}</td>')
+                      f'{_e(names.get(r["group_key"], r["group_key"]) if r["group_key"] is not None else "(none)")}'
+                      '</td>')
 
 
 def _local(doc: _Doc, store: Store) -> None:
@@ -413,6 +420,133 @@ def _go(doc: _Doc, store: Store, rows: list[dict]) -> None:
         doc.add("</table>")
 
 
+def _intrinsic(doc: _Doc, store: Store) -> None:
+    series = data.intrinsic_series(store)
+    if not series:
+        doc.empty("No intrinsic dimension yet: `protiso isotropy --layer all --intrinsic`.")
+        return
+    doc.add('<p class="note">Intrinsic dimension counts the degrees of freedom of the manifold the '
+            "proteins lie on (nonlinear); effective dimensions = IsoScore &times; (d &minus; 1) + 1 count "
+            "the directions the variance spreads over (linear). TwoNN: Facco et al. 2017 (least squares, "
+            "the largest 10% of distance ratios discarded); MLE: Levina &amp; Bickel 2005 with k neighbours "
+            "(MacKay&ndash;Ghahramani average). Identical vectors are removed first and counted. For protein "
+            "language models the intrinsic dimension across layers is reported to rise, peak and fall "
+            "(Valeriani et al. 2023).</p>")
+    for (run_id, filt), rows in series.items():
+        layers = [r["layer"] for r in rows]
+        name = rows[0]["model"]
+        if len(rows) > 1:
+            doc.figure(figures.lines(
+                [("TwoNN", layers, [r["intrinsic_dim_twonn"] for r in rows]),
+                 (f"MLE (k = {rows[0]['intrinsic_k']})", layers, [r["intrinsic_dim_mle"] for r in rows]),
+                 ("effective dimensions (IsoScore)", layers, [r["effective_dims"] for r in rows])],
+                "layer (hidden-state index)", "dimensions", title_text=f"{name}: intrinsic vs effective "
+                "dimensions per layer", from_zero=True),
+                f"intrinsic-{run_id}", f"{name}: intrinsic dimension (TwoNN, MLE) and IsoScore's effective "
+                "dimensions per layer.", _prov(rows, f"{rows[0]['intrinsic_n_duplicates']} duplicate vectors removed"))
+        flagged = any(_small(r) for r in rows)
+        doc.add(f'<table class="intrinsic-table" data-run="{_e(run_id)}"><tr><th class="t">{_e(name)}</th>'
+                "<th>layer</th><th>n</th><th>d</th><th>TwoNN</th><th>MLE</th><th>effective dims</th>"
+                "<th>duplicates</th>" + ('<th class="t">note</th>' if flagged else "") + "</tr>")
+        for r in rows:
+            note = ('<td class="t flag" data-flag="n-le-d">n &le; d</td>' if _small(r) else "<td></td>") if flagged else ""
+            doc.add(f'<tr><td class="t id">{_e(run_id)}</td>{metric_cell(r, "layer")}{metric_cell(r, "n")}'
+                    f'{metric_cell(r, "d")}{metric_cell(r, "intrinsic_dim_twonn")}{metric_cell(r, "intrinsic_dim_mle")}'
+                    f'{metric_cell(r, "effective_dims")}{metric_cell(r, "intrinsic_n_duplicates")}{note}</tr>')
+        doc.add("</table>")
+
+
+def _rogue(doc: _Doc, store: Store) -> None:
+    rows = data.rogue_rows(store)
+    if not rows:
+        doc.empty("No rogue-dimension results (every `protiso isotropy` run stores them).")
+        return
+    doc.add('<p class="note">Rogue dimensions (Timkey &amp; van Schijndel 2021): the mean cosine '
+            "similarity is a sum over dimensions of the products of the unit vectors&rsquo; coordinates; "
+            "each dimension&rsquo;s share of that sum (over all ordered pairs, exact from the streaming "
+            "statistics). A few dimensions carrying most of it make every pair look alike; the "
+            "<code>standardize</code> transform (z-score per dimension) is their remedy.</p>")
+    width = max(len(r["rogue_dims"] or []) for r in rows)
+    doc.add('<table class="rogue-table"><tr><th class="t">model (run)</th><th>layer</th><th>n</th>'
+            "<th>average cosine</th>" + "".join(f"<th>#{i + 1} dim (share)</th>" for i in range(width))
+            + f"<th>top {width} together</th></tr>")
+    for r in rows:
+        cells = "".join(f'<td data-rogue-dim="{d}">{d} ({s:.1%})</td>'
+                        for d, s in zip(r["rogue_dims"], r["rogue_shares"]))
+        cells += "<td></td>" * (width - len(r["rogue_dims"]))
+        doc.add(f'<tr data-run="{_e(r["run_id"])}"><td class="t">{_e(r["model"])}<br><span class="id">'
+                f'{_e(r["run_id"])}</span></td>{metric_cell(r, "layer")}{metric_cell(r, "n")}'
+                f'{metric_cell(r, "avg_cosine")}{cells}{metric_cell(r, "rogue_top_share")}</tr>')
+    doc.add("</table>")
+
+
+def _intervals(doc: _Doc, store: Store) -> None:
+    rows = data.interval_rows(store)
+    if not rows:
+        doc.empty("No bootstrap intervals (`protiso isotropy --bootstrap 200`).")
+        return
+    doc.add('<p class="note">Poisson bootstrap over proteins. IsoScore of a small sample is biased low, '
+            "and its bootstrap distribution lower again, so the plain percentile interval can miss its "
+            "own estimate; the BCa interval (bias-corrected and accelerated) shifts the percentiles by the "
+            "bias and the skewness. Bias = mean of the replicates &minus; estimate; estimate &minus; bias is "
+            "the bias-corrected estimate. Rows with n &le; 5 d are flagged: there the bias is several "
+            "standard errors and no bootstrap interval comes close to its nominal coverage.</p>")
+    doc.add('<div class="scroll"><table class="interval-table"><tr><th class="t">model (run)</th><th>layer</th>'
+            '<th class="t">group</th><th>n</th><th>d</th><th>replicates</th><th class="t">interval</th>'
+            "<th>IsoScore</th><th>low</th><th>high</th><th>bias</th><th>average cosine</th><th>low</th>"
+            '<th>high</th><th>bias</th><th class="t">note</th></tr>')
+    names = data.group_labels(store, [r["group_key"] for r in rows])
+    for r in rows:
+        group = "all" if not r["group_by"] else f'{r["group_by"]} = {names.get(r["group_key"], r["group_key"])}'
+        weak = r["n"] is not None and r["d"] is not None and r["n"] <= 5 * r["d"]
+        method = f'{(r["ci_method"] or "percentile").upper()} {r["ci_level"]:.0%}' if r["ci_level"] else ""
+        doc.add(f'<tr><td class="t">{_e(r["model"])}<br><span class="id">{_e(r["run_id"])}</span></td>'
+                f'{metric_cell(r, "layer")}<td class="t filter">{_e(group)}</td>{metric_cell(r, "n")}'
+                f'{metric_cell(r, "d")}<td>{r["bootstrap"]}</td><td class="t">{_e(method)}</td>'
+                + "".join(metric_cell(r, f) for f in ("isoscore", "isoscore_lo", "isoscore_hi", "isoscore_bias",
+                                                      "avg_cosine", "avg_cosine_lo", "avg_cosine_hi", "avg_cosine_bias"))
+                + ('<td class="t flag" data-flag="n-le-5d">n &le; 5 d: unreliable</td>' if weak else "<td></td>")
+                + "</tr>")
+    doc.add("</table></div>")
+
+
+def _go_semantic(doc: _Doc, store: Store) -> None:
+    groups = data.go_semantic_rows(store)
+    groups = {k: v for k, v in groups.items() if any(r["measure"] != "go_jaccard" for r in v)}
+    if not groups:
+        doc.empty("No GO semantic similarity yet: ingest an ontology (`protiso ingest go.obo`), then "
+                  "`protiso correlate PAIR_SET` computes Resnik and Lin per pair.")
+        return
+    doc.add('<p class="note">Information content from the store&rsquo;s annotations propagated up '
+            "is_a/part_of (true-path rule); Resnik = IC of the most informative common ancestor, Lin = "
+            "2 IC(MICA) / (IC(a) + IC(b)); per protein pair the best-match average of the two term sets, "
+            "per namespace (bp, mf, cc). Each measure is correlated over the pairs where it is defined "
+            "(n pairs). Cosine is a similarity and squared Euclidean a distance: a functional signal in "
+            "the embedding shows as positive and negative correlations respectively.</p>")
+    for (pair_set, alignment, run_id, layer), rows in groups.items():
+        c = dict(rows[0], n_pairs=max(r["n_pairs"] for r in rows))
+        lin = max((r for r in rows if r["method"] == "lin"), key=lambda r: r["n_pairs"], default=None)
+        if lin is not None:
+            bins = data.go_measure_bins(store, c, lin["measure"])
+            n = sum(b["n_pairs"] for b in bins)
+            doc.figure(figures.binned_means(
+                bins, f"Lin similarity, {lin['namespace'].replace('_', ' ')} (best-match average)",
+                [("cosine", "mean cosine similarity", (-1.0, 1.0)), ("identity", "mean alignment identity", (0.0, 1.0))],
+                f"{run_id} layer {layer}: {n:,} pairs with {lin['namespace'].replace('_', ' ')} terms on both sides"),
+                f"go-semantic-{pair_set}-{run_id}", f"{run_id} layer {layer}: mean embedding cosine and sequence "
+                f"identity per bin of the pair's Lin similarity ({lin['measure']}), {n:,} pairs, with 95% intervals "
+                "of the mean and the pairs per bin; the y axes span the quantities' full ranges.", _pair_prov(
+                    dict(c, n_pairs=n)))
+        doc.add(f'<table class="go-semantic-table" data-pair-set="{_e(pair_set)}" data-run="{_e(run_id)}">'
+                '<tr><th class="t">GO similarity</th><th>pairs</th><th>r with cosine</th>'
+                "<th>r with squared Euclidean</th><th>r with alignment score</th><th>r with identity</th></tr>")
+        for r in rows:
+            doc.add(f'<tr><td class="t">{_e(r["measure"])}</td><td>{r["n_pairs"]:,}</td>'
+                    + "".join(f'<td data-go-corr="{_e(r["measure"])}/{v}">{_e(fmt(r[v]))}</td>'
+                              for v in ("cosine", "sq_euclidean", "score", "identity")) + "</tr>")
+        doc.add("</table>")
+
+
 def _interval(b: dict, key: str) -> str:
     """The 95% interval of a bin's mean (normal approximation), as text."""
     mean, sd, n = b.get(key), b.get(f"{key}_sd"), b.get("n_pairs") or 0
@@ -477,6 +611,8 @@ def build_report(store: Store, out_dir: str | os.PathLike | None = None, setting
     corr = data.correlation_rows(store)
     doc = _Doc()
     builders = {"paper-table": _paper_table, "spectra": _spectra, "layers": _layers,
+                "intrinsic": _intrinsic, "rogue": _rogue, "intervals": _intervals,
+                "go-semantic": lambda d, s: _go_semantic(d, s),
                 "checkpoints": _checkpoints, "groups": _groups, "local": _local,
                 "correlations": lambda d, s: _correlations(d, s, corr),
                 "pairs": lambda d, s: _pairs(d, s, corr), "go": lambda d, s: _go(d, s, corr), "runs": _runs}

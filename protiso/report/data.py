@@ -149,3 +149,43 @@ def go_bins(store: Store, row: dict, bins: int = 5) -> list[dict]:
 
 def runs(store: Store) -> list[dict]:
     return store.sql(Q.runs).to_pylist()
+
+
+def intrinsic_series(store: Store) -> dict[tuple[str, str], list[dict]]:
+    """(run_id, filter) -> whole-set rows with an intrinsic dimension, one per layer."""
+    out: dict = {}
+    for r in store.sql(Q.intrinsic_rows).to_pylist():
+        out.setdefault((r["run_id"], r["filter"]), []).append(r)
+    return out
+
+
+def rogue_rows(store: Store) -> list[dict]:
+    """Whole-set rows at each run's last layer with their rogue dimensions."""
+    return store.sql(Q.rogue_rows).to_pylist()
+
+
+def interval_rows(store: Store) -> list[dict]:
+    """Latest rows with bootstrap intervals and bias."""
+    return store.sql(Q.interval_rows).to_pylist()
+
+
+def go_semantic_rows(store: Store) -> dict[tuple, list[dict]]:
+    """(pair_set, alignment, run_id, layer) -> one row per GO similarity measure (Pearson)."""
+    out: dict = {}
+    for r in store.sql(Q.go_semantic_rows).to_pylist():
+        out.setdefault((r["pair_set"], r["alignment"], r["run_id"], r["layer"]), []).append(r)
+    return out
+
+
+def go_measure_bins(store: Store, row: dict, measure: str, bins: int = 5) -> list[dict]:
+    """Per bin of a GO similarity measure in [0, 1]: pairs, mean and sd of cosine and identity."""
+    return store.sql(Q.go_measure_bins, {"bins": bins, "pair_set": row["pair_set"], "alignment": row["alignment"],
+                                         "run_id": row["run_id"], "layer": row["layer"],
+                                         "measure": measure}).to_pylist()
+
+
+def group_labels(store: Store, keys) -> dict:
+    """Display text of group keys: GO ids with their names (protiso.go.names.label)."""
+    from protiso.go.names import label
+
+    return label(store, keys)

@@ -97,8 +97,10 @@ def spectra(series: list[tuple[str, np.ndarray]]) -> Png:
     return to_data_uri(fig)
 
 
-def lines(series: list[tuple[str, list, list]], xlabel: str, ylabel: str, logy: bool = False) -> Png:
-    """One line (with markers) per series of (label, x, y)."""
+def lines(series: list[tuple[str, list, list]], xlabel: str, ylabel: str, logy: bool = False,
+          title_text: str = "", from_zero: bool = False) -> Png:
+    """One line (with markers) per series of (label, x, y); integer x get integer ticks.
+    `from_zero`: the y axis starts at 0 (counts of dimensions), so no difference is magnified."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
     for label, x, y in series:
@@ -108,8 +110,12 @@ def lines(series: list[tuple[str, list, list]], xlabel: str, ylabel: str, logy: 
     ax.set_ylabel(ylabel)
     if logy:
         ax.set_yscale("log")
+    elif from_zero:
+        ax.set_ylim(0, None)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    if title_text:
+        title(ax, title_text)
     return to_data_uri(fig)
 
 

@@ -242,9 +242,10 @@ def delete_run(store: Store, run_id: str) -> None:
     if run is None:
         raise NotFoundError(f"no run {run_id!r}")
     stats = [store.root / p for (p,) in store.con.execute(Q.stats_paths, {"run_id": run_id}).fetchall()]
-    datasets = [embeddings_dataset(run_id), local_dataset(run_id)]
+    datasets = [embeddings_dataset(run_id), local_dataset(run_id), f"status/{run_id}"]   # see runs.status
     with store.transaction():
-        store.execute(Q.delete_run, {"run_id": run_id, "embeddings": datasets[0], "local": datasets[1]})
+        store.execute(Q.delete_run, {"run_id": run_id, "embeddings": datasets[0], "local": datasets[1],
+                                     "status": datasets[2]})
     for f in stats:
         f.unlink(missing_ok=True)
     for d in datasets:                   # its files, on local disk or at the data location

@@ -1,6 +1,7 @@
 """Writing a run: opening (or resuming) its catalog row, and `RunWriter`, which commits parts,
-per-protein statuses, counters and statistics checkpoints together in one short transaction;
-and the persistent catalog views over runs' parts for DuckDB users outside protiso."""
+per-protein statuses (one status part per commit, protiso.runs.status), counters (added, never
+recounted) and statistics checkpoints together in one short transaction; and the persistent
+catalog views over runs' parts for DuckDB users outside protiso."""
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ from protiso._version import __version__
 from protiso.isotropy.stats import SufficientStats, load_stats_map, save_stats_map
 from protiso.query import Subset
 from protiso.errors import StoreBusyError
+from protiso.runs.status import move_legacy, next_seq, status_dataset, status_table
 from protiso.runs.catalog import Q, RUN_ID_RE, Run, embeddings_dataset, get_run, new_run_id, view_name
 from protiso.store import DATA_DIR, Store, quote_ident, queries, registry, sql_literal
 from protiso.store.lock import lock_timeout, process_alive, this_process
@@ -24,14 +26,19 @@ from protiso.store.lock import lock_timeout, process_alive, this_process
 SQ = queries("store")
 
 STATUS_FIELDS = ["accession", "status", "length", "n_residues", "reason", "in_stats", "local_stored"]
-COUNTERS = ("n_done", "n_truncated", "n_chunked", "n_skipped", "n_failed", "n_residues")
+# n_failed: new failures; n_retried: proteins that had failed before and got a new status (the
+# run's n_failed changes by n_failed - n_retried)
+COUNTERS = ("n_done", "n_truncated", "n_chunked", "n_skipped", "n_failed", "n_retried", "n_residues")
 
 
 @dataclass
 class Chunk:
     """Finished work of an embedder since its last `take`: Arrow tables per dataset (or, once
-    written by a Ray worker, `parts` = [(dataset, path, n_rows)]), per-protein statuses, counters
-    and the per-residue-type statistics of just these proteins (layer -> aa -> stats)."""
+    written by a Ray worker, `parts` = [(dataset, path, n_rows, size_bytes, sha256)]: the worker
+    reports each part's size and checksum, so the driver does not read the part back),
+    per-protein statuses (STATUS_FIELDS; status None = unchanged, for proteins that already
+    have a vector), counters (COUNTERS) and the per-residue-type statistics of just these
+    proteins (layer -> aa -> stats)."""
 
     tables: list[tuple[str, pa.Table]]
     statuses: list[tuple]
@@ -39,7 +46,7 @@ class Chunk:
     stats: dict[int, dict[str, SufficientStats]] | None
     n_proteins: int
     residues: int
-    parts: list[tuple[str, str, int]] = field(default_factory=list)
+    parts: list[tuple] = field(default_factory=list)
     indices: np.ndarray | None = None     # the proteins' slots in the todo list (Ray: duplicate guard)
 
 
@@ -120,6 +127,7 @@ def open_run(store: Store, model: str, cfg, key: str, policy: str, subset: Subse
                 "layers": cfg.layers, "pooling": cfg.pooling, "dtype": cfg.dtype, "dtype_requested": cfg.dtype_requested,
                 "policy": policy, "max_length": cfg.max_length})
         store.execute(Q.record_invocation, {"run_id": run_id, "filter": subset.where, **me})
+        move_legacy(store, lambda r: {"run_id": r})    # stores from before migration 012
     return get_run(store, run_id)
 
 
@@ -167,6 +175,7 @@ class RunWriter:
         self.next_try = 0.0
         self.deferred = 0
         self.stats_write_seconds = 0.0
+        self.seq = next_seq(store, run.run_id) - 1     # last status part committed
 
     def load_stats(self) -> None:
         """Current statistics of the run's layers; files a crashed flush left behind are removed."""
@@ -206,8 +215,8 @@ class RunWriter:
             for dataset, table in c.tables:
                 path, size, sha = store.write_unregistered(dataset, table, part_metadata(self.run, dataset))
                 self.written.append((dataset, path, table.num_rows, size, sha))
-            for dataset, path, n_rows in c.parts:       # written by Ray workers (local path or URL)
-                self.written.append((dataset, path, n_rows, *store.part_digest(path)))
+            for dataset, path, n_rows, *digest in c.parts:     # written by Ray workers (local path or URL)
+                self.written.append((dataset, path, n_rows, *(digest if len(digest) == 2 else store.part_digest(path))))
             c.tables, c.parts = [], []
 
     def defer_limit(self) -> int:
@@ -235,7 +244,8 @@ class RunWriter:
         """Commit what is buffered; returns False when the catalog was busy and the flush was
         deferred (only for non-final flushes while the buffer is below `defer_limit()`)."""
         store, run = self.store, self.run
-        statuses = self.skipped + [s for c in self.chunks for s in c.statuses]
+        statuses = [s for s in self.skipped + [s for c in self.chunks for s in c.statuses]
+                    if s[1] is not None or s[5] or s[6]]          # rows that change nothing are dropped
         counts = dict.fromkeys(COUNTERS, 0)
         counts["n_skipped"] = len(self.skipped)
         for c in self.chunks:
@@ -246,8 +256,15 @@ class RunWriter:
         new_files: list[Path] = []
         old_files: list[Path] = []
         merged = None
+        status_part = None
+        seq = self.seq + 1 if statuses else self.seq
         try:
             self._write_files()
+            if statuses:       # one small status part per commit (protiso.runs.status)
+                dataset = status_dataset(run.run_id)
+                table = status_table(statuses, seq)
+                status_part = (dataset, *store.write_unregistered(dataset, table, {"run_id": run.run_id}),
+                               table.num_rows)
             n_prot = sum(1 for s in statuses if s[5])
             if self.stats is not None and n_prot:
                 merged = self._merged_stats()
@@ -262,13 +279,9 @@ class RunWriter:
             with store.transaction(wait=DEFER_WAIT if deferrable else max(lock_timeout(), FINAL_WAIT)):
                 for dataset, path, n_rows, size, sha in self.written:
                     store.register_part(dataset, path, n_rows, size, sha)
-                if statuses:
-                    st = pa.table(list(zip(*statuses)), names=STATUS_FIELDS)
-                    store.con.register("_protiso_status", st)
-                    try:
-                        store.execute(Q.merge_statuses, {"run_id": run.run_id})
-                    finally:
-                        store.con.unregister("_protiso_status")
+                if status_part is not None:
+                    dataset, path, size, sha, n_rows = status_part
+                    store.register_part(dataset, path, n_rows, size, sha)
                 for la, path in zip(merged or {}, new_files):
                     old = store.scalar(Q.stats_path, {"run_id": run.run_id, "layer": la})
                     if old:
@@ -276,11 +289,13 @@ class RunWriter:
                     store.execute(Q.upsert_stats, {
                         "run_id": run.run_id, "layer": la, "path": path.relative_to(store.root).as_posix(),
                         "added": n_prot, "n_residues": sum(s.n for s in merged[la].values())})
-                store.execute(Q.add_counts, {**counts, "run_id": run.run_id, "seconds": elapsed,
+                store.execute(Q.add_counts, {**counts, "run_id": run.run_id, "seconds": elapsed, "seq": seq,
                                              "status": final_status, "local_stats": self.stats is not None})
         except StoreBusyError:
             for f in new_files:
                 f.unlink(missing_ok=True)
+            if status_part is not None:       # written again, with what is buffered then, at the next try
+                store.remove_file(status_part[1])
             if deferrable:       # keep the written parts and the statuses; try again a bit later
                 pending = self.pending_stats or {}
                 for c in self.chunks:
@@ -295,12 +310,15 @@ class RunWriter:
         except BaseException:
             for f in new_files:
                 f.unlink(missing_ok=True)
+            if status_part is not None:
+                store.remove_file(status_part[1])
             self._drop()
             raise
         for f in old_files:
             f.unlink(missing_ok=True)
         if merged is not None:
             self.stats = merged
+        self.seq = seq
         self.chunks, self.skipped, self.written = [], [], []
         self.pending_stats = None
         self.deferred, self.next_try = 0, 0.0

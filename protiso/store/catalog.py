@@ -298,13 +298,6 @@ class Store:
         final = write_part_file(self.dataset_dir(dataset), table, meta)
         return (final, *file_digest(final))
 
-    def require_local_data(self, what: str) -> None:
-        """For areas that still read part files by path: a clear error on a store whose parts are
-        at a URL (embedding runs, their views and readers work there)."""
-        if self.data is not None:
-            raise ProtisoError(f"{what} needs the store's parts on a local filesystem; store {self.root} "
-                               f"keeps them at {self.data.url}")
-
     def remove_file(self, path: Path | str) -> None:
         """Delete an (unregistered) part file, local or at the data location."""
         if is_url(path) and self.data is not None:
@@ -337,11 +330,11 @@ class Store:
         return final
 
     def register_part(self, dataset: str, path: Path, n_rows: int, size_bytes: int | None = None,
-                      sha256: str | None = None) -> None:
+                      sha256: str | None = None) -> str:
         """List an existing Parquet file of `dataset` (written elsewhere, e.g. by a Ray worker,
         under the same `part-<uuid>.parquet` naming) in `parts` with its rows, size and SHA-256
         (computed here unless given), in the current transaction (opened here if none is); a
-        rollback deletes the file. Registering a path twice fails."""
+        rollback deletes the file. Registering a path twice fails. Returns its catalog path."""
         self._check_writable()
         if self.data is not None:
             rel = self.data.rel(str(path))
@@ -352,7 +345,7 @@ class Store:
             path = Path(path)
             if path.parent.resolve() != self.dataset_dir(dataset).resolve() or not path.is_file():
                 raise ProtisoError(f"part {path} is not a file of dataset {dataset} ({self.dataset_dir(dataset)})")
-            rel = path.resolve().relative_to(self.root.resolve()).as_posix()
+            rel = self.part_rel(path)
         if size_bytes is None or sha256 is None:
             size_bytes, sha256 = self.part_digest(path)
         with self.transaction():
@@ -362,22 +355,44 @@ class Store:
             self.execute(Q.register_part, {"dataset": dataset, "path": rel, "n_rows": int(n_rows),
                                            "size_bytes": int(size_bytes), "sha256": sha256})
             self._tx_parts_changed = True
+        return rel
 
-    def parts(self, dataset: str) -> list[Path]:
-        """Registered parts of `dataset`, oldest first. A part that is missing or has changed
-        size since it was registered is a DamagedStoreError naming it and `protiso repair`
-        (while views are built for a store opened unchecked, damaged parts are left out)."""
+    def parts(self, dataset: str, lenient: bool = False) -> list[Path | str]:
+        """Registered parts of `dataset` (files, or URLs at the data location), oldest first. A
+        part that is missing or has changed size since it was registered is a DamagedStoreError
+        naming it and `protiso repair`; `lenient` leaves damaged parts out instead (repair reads
+        what remains; views are built that way for a store opened unchecked)."""
+        return [self.part_location(rel) for rel in self.part_rels(dataset, lenient)]
+
+    def part_rels(self, dataset: str, lenient: bool = False) -> list[str]:
+        """As `parts`, but the catalog's paths (`data/<dataset>/<file>`), whatever the location."""
         rows = self.con.execute(Q.dataset_parts, {"dataset": dataset}).fetchall()
         ok, bad = [], []
         for rel, size in rows:
             problem = self.part_problem(rel, size)
             if problem is None:
-                ok.append(self.part_location(rel))
+                ok.append(rel)
             else:
                 bad.append(Problem("part", rel, problem, dataset))
-        if bad and not self._lenient:
+        if bad and not (lenient or self._lenient):
             raise DamagedStoreError(damage_message(self.root, bad))
         return ok
+
+    def part_rel(self, path: Path | str) -> str:
+        """The catalog path (`data/<dataset>/<file>`) of a part file or URL of this store."""
+        if is_url(path):
+            rel = self.data.rel(str(path)) if self.data is not None else None
+            if rel is None:
+                raise ProtisoError(f"{path} is not under the store's data location")
+            return rel
+        return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+
+    def read_part(self, rel: str, columns: list[str] | None = None, filters=None) -> pa.Table:
+        """Read a listed part by its catalog path (pyarrow's read_table: `columns`, `filters`),
+        from data/ or the data location alike."""
+        if self.data is not None and rel.startswith(DATA_PREFIX):
+            return self.data.read_table(rel, columns=columns, filters=filters)
+        return pq.read_table(self.root / rel, columns=columns, filters=filters)
 
     def check_intact(self) -> None:
         """DamagedStoreError if any listed part is missing or changed size (a stat per part)."""

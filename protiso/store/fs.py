@@ -9,7 +9,9 @@ The catalog records every part as `data/<dataset>/part-<uuid>.parquet` whatever 
 a store's data can move. Parts are written whole to a hidden temporary name, then moved to their
 final name (on object stores the move is a server-side copy: the final object appears whole or not
 at all); size and SHA-256 come from the bytes written. DuckDB reads the URLs through the same
-filesystem (registered with it through fsspec), so views and readers work unchanged.
+filesystem (registered with it through fsspec), so views and readers work unchanged. Other files
+an area keeps beside the parts (nearest-neighbour indexes) are copied here the same way (`put`),
+listed in the catalog by their URL, and fetched back for tools that need a local file (`get`).
 """
 from __future__ import annotations
 
@@ -100,6 +102,44 @@ class DataFS:
         except Exception as exc:   # noqa: BLE001 - any unreadable footer is damage to report
             return f"unreadable as Parquet ({' '.join(str(exc).split())[:120]})"
         return f"changed ({rows:,} rows, registered with {n_rows:,})" if n_rows is not None and rows != n_rows else None
+
+    def read_table(self, uri: str, columns: list[str] | None = None, filters=None) -> pa.Table:
+        """A Parquet file here read with pyarrow (`columns`, `filters` as pq.read_table takes them)."""
+        return pq.read_table(self._path(uri), filesystem=self.fs, columns=columns, filters=filters)
+
+    def put(self, local, uri: str) -> tuple[int, str]:
+        """Copy a local file here (any file, e.g. an index) the way parts are written: to a hidden
+        temporary name, then moved, so the object appears whole or not at all. Returns (size,
+        SHA-256) of the bytes sent."""
+        final = self._path(uri)
+        head, name = final.rsplit("/", 1)
+        tmp = f"{head}/.{name}.tmp"
+        h, n = hashlib.sha256(), 0
+        try:
+            with open(local, "rb") as src, self.fs.open_output_stream(tmp) as out:
+                while chunk := src.read(8 << 20):
+                    h.update(chunk)
+                    n += len(chunk)
+                    out.write(chunk)
+            self.fs.move(tmp, final)
+        except BaseException:
+            try:
+                self.fs.delete_file(tmp)
+            except OSError:
+                pass
+            raise
+        return n, h.hexdigest()
+
+    def get(self, uri: str, local) -> tuple[int, str]:
+        """Copy a file from here to the local path `local` (overwritten); returns (size, SHA-256)
+        of the bytes received, for the caller to check against the recorded ones."""
+        h, n = hashlib.sha256(), 0
+        with self.fs.open_input_stream(self._path(uri)) as src, open(local, "wb") as out:
+            while chunk := src.read(8 << 20):
+                h.update(chunk)
+                n += len(chunk)
+                out.write(chunk)
+        return n, h.hexdigest()
 
     def names(self, dataset_uri: str) -> list[str]:
         """File names directly in a dataset directory (none if it does not exist)."""

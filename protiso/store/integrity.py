@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from protiso.errors import DamagedStoreError
 from protiso.store import registry
-from protiso.store.fs import DATA_PREFIX
+from protiso.store.fs import DATA_PREFIX, is_url
 from protiso.store.ident import quote_ident
 from protiso.store.sqlfiles import queries
 
@@ -141,22 +141,41 @@ def verify(store, progress: Callable[[str], None] | None = None) -> Verification
         for rel, size, sha in rows:
             if progress:
                 progress(rel)
-            path = store.root / rel
-            problem = quick_problem(path, size)
-            if problem is None and sha is not None and file_digest(path)[1] != sha:
-                problem = "changed (checksum differs from the registered one)"
-            elif problem is None and sha is None and fs.check is not None:
-                problem = fs.check(path)
+            if is_url(rel):           # a file at the data location, listed by its URL (e.g. an index)
+                problem = _url_problem(store, rel, size, sha)
+            else:
+                path = store.root / rel
+                problem = quick_problem(path, size)
+                if problem is None and sha is not None and file_digest(path)[1] != sha:
+                    problem = "changed (checksum differs from the registered one)"
+                elif problem is None and sha is None and fs.check is not None:
+                    problem = fs.check(path)
             if problem:
                 out.problems.append(Problem(fs.name, rel, problem))
             out.checked_files += 1
     return out
 
 
+def _url_problem(store, uri: str, size: int | None, sha: str | None) -> str | None:
+    """What is wrong with a non-part file listed by its URL at the store's data location."""
+    if store.data is None or store.data.rel(uri) is None:
+        return "not under the store's data location"
+    now = store.data.size(uri)
+    if now is None:
+        return "missing"
+    if size is not None and now != size:
+        return f"changed (size {now:,} bytes, registered with {size:,})"
+    if sha is not None and store.data.digest(uri)[1] != sha:
+        return "changed (checksum differs from the registered one)"
+    return None
+
+
 def repair(store) -> tuple[Verification, list[str]]:
-    """Unlist every lost or changed part and file, move changed ones aside (to damaged/), and let
-    the owning areas mark their proteins, pairs or chunks as not done so that re-running the
-    job restores them; all in one transaction. Returns the verification and what was done."""
+    """Unlist every lost or changed part and file, move changed local ones aside (to damaged/),
+    and let the owning areas mark their proteins, pairs or chunks as not done so that re-running
+    the job restores them; all in one transaction. Every lost part of every dataset is unlisted
+    before any area's repairer runs, so a repairer reads only intact parts (a run that lost an
+    embeddings part and a status part at once). Returns the verification and what was done."""
     found = verify(store)
     if any(p.kind == "catalog" for p in found.problems):
         bad = next(p for p in found.problems if p.kind == "catalog")
@@ -176,6 +195,7 @@ def repair(store) -> tuple[Verification, list[str]]:
                 store.execute(Q.unregister_part, {"path": rel})
             store._tx_parts_changed = True
             actions.append(f"{dataset}: unlisted {len(lost)} part(s)")
+        for dataset, lost in by_dataset.items():
             for prefix, fn in registry.REPAIRERS:
                 if dataset.startswith(prefix):
                     actions.extend(fn(store, dataset, lost) or [])
@@ -187,8 +207,8 @@ def repair(store) -> tuple[Verification, list[str]]:
             if lost:
                 actions.extend(fs.repair(store, lost) if fs.repair else
                                [f"{fs.name}: {len(lost)} file(s) damaged; nothing re-creates them automatically"])
-        for rel in [p.path for p in found.problems]:
-            src = store.root / rel
+        for rel in [p.path for p in found.problems if not is_url(p.path)]:
+            src = store.root / rel      # files at a data location stay there, unlisted
             if src.exists():
                 moved.append((src, store.root / DAMAGED_DIR / rel))
     for src, dst in moved:        # after the commit: the catalog no longer lists them

@@ -4,24 +4,22 @@
 -- name: todo_keys
 -- The resume rule: row id, length and previous state of each selected protein ($selected:
 -- `true`, or `p.accession IN (<validated subset subquery>)`) that is not yet embedded, or failed,
--- or is missing from the statistics / stored local vectors that are asked for. No order (sorted
--- in Python).
+-- or is missing from the statistics / stored local vectors that are asked for. $source: the
+-- run's current statuses (protiso.runs.status.latest_sql over its status parts). No order
+-- (sorted in Python).
 SELECT p.rowid AS row, p.length,
        coalesce(r.status IN ('done', 'truncated', 'chunked'), false) AS embedded,
-       coalesce(r.in_stats, false) AS in_stats, coalesce(r.local_stored, false) AS local_stored
-FROM proteins p LEFT JOIN run_proteins r ON r.run_id = $run_id AND r.accession = p.accession
+       coalesce(r.in_stats, false) AS in_stats, coalesce(r.local_stored, false) AS local_stored,
+       coalesce(r.status = 'failed', false) AS failed
+FROM proteins p LEFT JOIN $source r ON r.accession = p.accession
 WHERE $selected
   AND (r.status IS NULL OR r.status = 'failed'
        OR ($local_stats AND r.status IN ('done', 'truncated', 'chunked') AND NOT r.in_stats)
        OR ($store_local AND r.status IN ('done', 'truncated', 'chunked') AND NOT r.local_stored))
 
--- name: run_has_statuses
--- Whether any protein of the run has a status (a fresh run's to-do set is the whole selection).
-SELECT count(*) > 0 FROM (SELECT 1 FROM run_proteins WHERE run_id = $run_id LIMIT 1)
-
 -- name: todo_keys_fresh
 -- todo_keys for a run without statuses: every selected protein ($selected as in todo_keys), no join.
-SELECT p.rowid AS row, p.length, false AS embedded, false AS in_stats, false AS local_stored
+SELECT p.rowid AS row, p.length, false AS embedded, false AS in_stats, false AS local_stored, false AS failed
 FROM proteins p WHERE $selected
 
 -- name: page_range

@@ -66,3 +66,38 @@ SELECT id, term, name, namespace FROM go_term_names WHERE list_contains($ids, id
 SELECT term, name, namespace, depth, n_proteins FROM go_term_proteins
 WHERE namespace = go_namespace($namespace) AND depth = $depth
 ORDER BY n_proteins DESC, term LIMIT $n
+
+-- name: ic_terms
+-- The ontology's terms for information content (protiso.go.semantic.InformationContent).
+SELECT term, namespace, obsolete FROM go_terms
+
+-- name: ic_ancestors
+-- The is_a/part_of closure for information content.
+SELECT term, ancestor FROM go_ancestors
+
+-- name: ic_alt_ids
+-- Secondary ids, so annotations made against them count for their primary term.
+SELECT alt_id, term FROM go_alt_ids
+
+-- name: ic_annotations
+-- The annotation corpus the information content is counted over: every annotation of the store.
+SELECT accession, term FROM annotations
+
+-- name: view_pair_go_semantic
+-- Resnik and Lin similarity (best-match average per namespace) of all pair sets, over their
+-- parts ($source, dataset pairs/<set>/go/semantic).
+CREATE OR REPLACE TEMP VIEW pair_go_semantic AS
+SELECT pair_set, pair_id, resnik_bp, lin_bp, resnik_mf, lin_mf, resnik_cc, lin_cc FROM $source
+
+-- name: pair_go_correlations_pearson
+-- Pearson correlation of each GO similarity (Jaccard, Resnik and Lin per namespace) with cosine,
+-- squared Euclidean distance, alignment score and identity, over the pairs where it is defined.
+SELECT measure, n_pairs, cosine, sq_euclidean, score, identity FROM pair_go_correlations
+WHERE pair_set = $pair_set AND alignment = $alignment AND run_id = $run_id AND layer = $layer
+ORDER BY measure_order
+
+-- name: pair_go_correlations_spearman
+-- As pair_go_correlations_pearson, Spearman (average ranks within the pairs where the measure is defined).
+SELECT measure, n_pairs, cosine, sq_euclidean, score, identity FROM pair_go_correlations_spearman
+WHERE pair_set = $pair_set AND alignment = $alignment AND run_id = $run_id AND layer = $layer
+ORDER BY measure_order

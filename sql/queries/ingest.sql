@@ -1,5 +1,11 @@
--- Ingest (protiso.ingest.loader): one parsed batch at a time, registered as `ingest_batch`
--- (proteins) or `ingest_annotations` (annotation rows), inside the ingest's one transaction.
+-- Ingest (protiso.ingest.loader): one parsed batch at a time, seen as `ingest_batch` (proteins),
+-- `ingest_annotations` (annotation rows) or `ingest_accessions` (their distinct accessions),
+-- inside the ingest's one transaction. annotations has no index (migration 013): these queries
+-- keep its rows unique.
+
+-- name: set_source
+-- The input file the next protein batches come from (proteins.source).
+SET VARIABLE protiso_ingest_source = $source
 
 -- name: batch_matches
 -- How many proteins of the batch are already in the store (earlier batches included).
@@ -35,14 +41,16 @@ WHERE p.accession = s.accession
 -- Every protein of a batch none of whose accessions is in the store yet.
 INSERT INTO proteins (accession, entry_name, description, organism, taxon_id, gene, keywords,
                       length, sequence, source)
-SELECT accession, entry_name, description, organism, taxon_id, gene, keywords, length, sequence, $source
+SELECT accession, entry_name, description, organism, taxon_id, gene, keywords, length, sequence,
+       getvariable('protiso_ingest_source')
 FROM ingest_batch
 
 -- name: insert_new_proteins
 -- The proteins of a batch not yet in the store.
 INSERT INTO proteins (accession, entry_name, description, organism, taxon_id, gene, keywords,
                       length, sequence, source)
-SELECT accession, entry_name, description, organism, taxon_id, gene, keywords, length, sequence, $source
+SELECT accession, entry_name, description, organism, taxon_id, gene, keywords, length, sequence,
+       getvariable('protiso_ingest_source')
 FROM ingest_batch b
 WHERE NOT EXISTS (SELECT 1 FROM proteins p WHERE p.accession = b.accession)
 
@@ -68,21 +76,46 @@ INSERT INTO annotations (accession, namespace, term)
 SELECT accession, namespace, term FROM ingest_annotations
 
 -- name: insert_annotations
--- New annotation rows of the batch, each once (rows already stored are left out); returns how many.
+-- New annotation rows of the batch, each once (EXCEPT is a set difference); returns how many. The
+-- stored side is cut to the batch's accessions first (2.5x faster than an anti-join on all rows).
 INSERT INTO annotations (accession, namespace, term)
-SELECT DISTINCT accession, namespace, term
-FROM ingest_annotations a
-WHERE NOT EXISTS (SELECT 1 FROM annotations s
-                  WHERE s.accession = a.accession AND s.namespace = a.namespace AND s.term = a.term)
+SELECT accession, namespace, term FROM ingest_annotations
+EXCEPT
+SELECT accession, namespace, term FROM annotations
+WHERE accession IN (SELECT accession FROM ingest_annotations)
 
 -- name: insert_known_annotations
 -- As insert_annotations, leaving out rows whose accession is not a protein.
 INSERT INTO annotations (accession, namespace, term)
-SELECT DISTINCT accession, namespace, term
-FROM ingest_annotations a
-WHERE NOT EXISTS (SELECT 1 FROM annotations s
-                  WHERE s.accession = a.accession AND s.namespace = a.namespace AND s.term = a.term)
-  AND EXISTS (SELECT 1 FROM proteins p WHERE p.accession = a.accession)
+SELECT accession, namespace, term FROM ingest_annotations
+WHERE accession IN (SELECT accession FROM proteins)
+EXCEPT
+SELECT accession, namespace, term FROM annotations
+WHERE accession IN (SELECT accession FROM ingest_annotations)
+
+-- name: duckdb_settings
+-- The connection's settings the ingest changes: the progress bar, the memory limit.
+SELECT current_setting('enable_progress_bar'), current_setting('memory_limit')
+
+-- name: set_progress_bar
+-- DuckDB's progress bar on or off (it prints to stdout).
+SET enable_progress_bar = $on
+
+-- name: set_memory_limit
+-- DuckDB's memory limit ('536870912B', '18.8 GiB').
+SET memory_limit = $limit
+
+-- name: reset_memory_limit
+-- DuckDB's memory limit back to its default.
+RESET memory_limit
+
+-- name: protein_count
+-- Proteins in the store.
+SELECT count(*) FROM proteins
+
+-- name: clear_source
+-- The ingest is over: its variable goes.
+RESET VARIABLE protiso_ingest_source
 
 -- name: log_ingest
 -- One row per ingest.

@@ -5,7 +5,7 @@
 -- name: index_info
 -- The newest index of a run's layer, optionally of one kind and metric (NULL: any).
 SELECT index_id, run_id, layer, kind, metric, dim, n_vectors, params, path, source_parts,
-       build_seconds, created_at
+       build_seconds, created_at, size_bytes, sha256
 FROM nn_indexes
 WHERE run_id = $run_id AND layer = $layer
   AND ($kind::VARCHAR IS NULL OR kind = $kind)
@@ -26,14 +26,16 @@ ORDER BY index_id
 SELECT count(*) FROM nn_indexes WHERE run_id = $run_id
 
 -- name: upsert_index
--- Replace the catalog row of an index (build parameters, file, parts covered).
+-- Replace the catalog row of an index (build parameters, file, parts covered). The file's size
+-- and SHA-256 are recorded for files at a data URL (NULL for files under the store root).
 DELETE FROM nn_indexes WHERE index_id = $index_id;
 INSERT INTO nn_indexes (index_id, run_id, layer, kind, metric, dim, n_vectors, params, path,
                         source_parts, build_seconds, faiss_version, software_version, created_at,
-                        updated_at)
+                        updated_at, size_bytes, sha256)
 VALUES ($index_id, $run_id, $layer, $kind, $metric, $dim, $n_vectors, $params, $path, $source_parts,
         $build_seconds, $faiss_version, $software_version,
-        coalesce($created_at::TIMESTAMP, current_timestamp), current_timestamp)
+        coalesce($created_at::TIMESTAMP, current_timestamp), current_timestamp,
+        $size_bytes::BIGINT, $sha256::VARCHAR)
 
 -- name: delete_ids
 -- Forget an index's id map.

@@ -72,3 +72,52 @@ SELECT filter FROM runs WHERE run_id = $run_id
 -- name: protein_count
 -- Proteins in the store.
 SELECT count(*) FROM proteins
+
+-- name: intrinsic_rows
+-- Per run, filter and layer the latest whole-set global row that has an intrinsic dimension (a
+-- later computation without --intrinsic does not hide it), beside the linear effective
+-- dimensions of the same row.
+SELECT metric_id, run_id, model, layer, filter, n, d, effective_dims, participation_ratio,
+       intrinsic_dim_twonn, intrinsic_dim_mle, intrinsic_k, intrinsic_n_duplicates, seed
+FROM metrics
+WHERE level = 'global' AND group_by = '' AND intrinsic_dim_twonn IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY run_id, layer, filter ORDER BY created_at DESC, metric_id DESC) = 1
+ORDER BY model, run_id, filter, layer
+
+-- name: rogue_rows
+-- Latest whole-set global rows at each run's last layer with their rogue dimensions.
+SELECT m.metric_id, m.run_id, m.model, m.layer, m.filter, m.n, m.d, m.avg_cosine, m.rogue_dims,
+       m.rogue_shares, m.rogue_top_share, m.seed
+FROM metrics_latest m JOIN runs r USING (run_id)
+WHERE m.level = 'global' AND m.group_by = '' AND m.rogue_dims IS NOT NULL AND m.layer = list_max(r.layers)
+ORDER BY m.model, m.run_id, m.filter
+
+-- name: interval_rows
+-- Per run, layer, level, filter and group the latest row with bootstrap intervals: estimate,
+-- interval, method and bootstrap bias.
+SELECT metric_id, run_id, model, layer, filter, group_by, group_key, n, d, bootstrap, ci_level, ci_method,
+       jackknife_blocks, seed, isoscore, isoscore_lo, isoscore_hi, isoscore_bias, effective_dims,
+       effective_dims_lo, effective_dims_hi, effective_dims_bias, avg_cosine, avg_cosine_lo, avg_cosine_hi,
+       avg_cosine_bias
+FROM metrics
+WHERE bootstrap > 0
+QUALIFY row_number() OVER (PARTITION BY run_id, layer, level, filter, group_by, group_key
+                           ORDER BY created_at DESC, metric_id DESC) = 1
+ORDER BY model, run_id, layer, filter, group_by, n DESC, group_key
+
+-- name: go_semantic_rows
+-- GO similarity (Jaccard, Resnik and Lin per namespace) against embedding and sequence similarity,
+-- Pearson, per pair set, alignment, run and layer, with the set's sampling.
+SELECT c.*, s.seed, s.filter AS pair_filter, s.fraction, s.n_proteins, s.strategy
+FROM pair_go_correlations c LEFT JOIN pair_sets s ON s.name = c.pair_set
+ORDER BY c.pair_set, c.run_id, c.layer, c.alignment, c.measure_order
+
+-- name: go_measure_bins
+-- Per bin of one GO similarity measure in [0, 1] (a Lin similarity or the Jaccard overlap): pairs,
+-- and mean and standard deviation of cosine and identity.
+WITH b AS (SELECT least(floor(value * $bins), $bins - 1)::INTEGER AS k, * FROM pair_go_long
+           WHERE pair_set = $pair_set AND alignment = $alignment AND run_id = $run_id AND layer = $layer
+             AND measure = $measure)
+SELECT k / $bins::DOUBLE AS lo, (k + 1) / $bins::DOUBLE AS hi, count(*) AS n_pairs, avg(cosine) AS cosine,
+       stddev_samp(cosine) AS cosine_sd, avg(identity) AS identity, stddev_samp(identity) AS identity_sd
+FROM b GROUP BY k ORDER BY k

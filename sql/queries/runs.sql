@@ -24,10 +24,11 @@ SELECT path FROM local_stats WHERE run_id = $run_id
 SELECT path FROM local_stats WHERE run_id = $run_id AND layer = $layer
 
 -- name: delete_run
--- Every catalog row of a run: statistics, per-protein statuses, the run, its parts.
+-- Every catalog row of a run: statistics, statuses kept from before migration 012, the run, its
+-- parts (vectors, per-residue vectors, status parts).
 DELETE FROM local_stats WHERE run_id = $run_id;
-DELETE FROM run_proteins WHERE run_id = $run_id;
-DELETE FROM parts WHERE dataset IN ($embeddings, $local);
+DELETE FROM run_proteins_legacy WHERE run_id = $run_id;
+DELETE FROM parts WHERE dataset IN ($embeddings, $local, $status);
 DELETE FROM runs WHERE run_id = $run_id
 
 -- name: view_sources
@@ -72,18 +73,51 @@ VALUES ($run_id, $key, $model, $model_id, $revision, $family, $dim, $num_layers,
     $dtype, $dtype_requested, $parity, $device, $policy, $max_length, $max_tokens, 'running',
     $filter, $version, $details, $load_seconds)
 
--- name: merge_statuses
--- Record per-protein statuses from the registered table _protiso_status; an embedded protein
--- keeps its embedded status when a later pass only adds statistics or local vectors.
-INSERT OR REPLACE INTO run_proteins (run_id, accession, status, length, n_residues, reason, in_stats,
-    local_stored)
-SELECT $run_id, s.accession,
-    CASE WHEN r.status IN ('done', 'truncated', 'chunked') THEN r.status ELSE s.status END,
-    s.length,
-    CASE WHEN r.status IN ('done', 'truncated', 'chunked') THEN r.n_residues ELSE s.n_residues END,
-    CASE WHEN r.status IN ('done', 'truncated', 'chunked') THEN r.reason ELSE s.reason END,
-    s.in_stats OR coalesce(r.in_stats, false), s.local_stored OR coalesce(r.local_stored, false)
-FROM _protiso_status s LEFT JOIN run_proteins r ON r.run_id = $run_id AND r.accession = s.accession
+-- name: status_latest
+-- The current status of each protein of run $run_id: per accession, the latest row (highest seq)
+-- of its status parts ($source: read_parquet over them) and of the rows kept from before
+-- migration 012 (seq 0). A NULL status leaves status, length, n_residues and reason as they were
+-- (a pass that only adds statistics or per-residue vectors to embedded proteins); a NULL
+-- in_stats / local_stored leaves that flag as it was. One hash aggregation: linear in the rows.
+SELECT accession,
+       arg_max_null(status, seq) FILTER (WHERE status IS NOT NULL) AS status,
+       arg_max_null(length, seq) FILTER (WHERE status IS NOT NULL) AS length,
+       arg_max_null(n_residues, seq) FILTER (WHERE status IS NOT NULL) AS n_residues,
+       arg_max_null(reason, seq) FILTER (WHERE status IS NOT NULL) AS reason,
+       coalesce(arg_max_null(in_stats, seq) FILTER (WHERE in_stats IS NOT NULL), false) AS in_stats,
+       coalesce(arg_max_null(local_stored, seq) FILTER (WHERE local_stored IS NOT NULL), false) AS local_stored
+FROM (SELECT seq, accession, status, length, n_residues, reason, in_stats, local_stored FROM $source
+      UNION ALL
+      SELECT 0::BIGINT, accession, status, length, n_residues, reason, in_stats, local_stored
+      FROM run_proteins_legacy WHERE run_id = $run_id)
+GROUP BY accession
+HAVING count(status) > 0
+
+-- name: status_seq
+-- The last sequence number a run's status parts used.
+SELECT coalesce(status_seq, 0) FROM runs WHERE run_id = $run_id
+
+-- name: bump_status_seq
+-- Record that a run's status parts used sequence number $seq.
+UPDATE runs SET status_seq = greatest(coalesce(status_seq, 0), $seq) WHERE run_id = $run_id
+
+-- name: has_legacy_statuses
+-- Whether a run has statuses kept from before migration 012.
+SELECT count(*) > 0 FROM (SELECT 1 FROM run_proteins_legacy WHERE run_id = $run_id LIMIT 1)
+
+-- name: legacy_status_runs
+-- Runs with per-protein statuses kept from before migration 012 (moved into status parts on
+-- the next write).
+SELECT DISTINCT run_id FROM run_proteins_legacy ORDER BY run_id
+
+-- name: legacy_statuses
+-- One run's statuses kept from before migration 012, in the status part layout (seq 0).
+SELECT 0::BIGINT AS seq, accession, status, length, n_residues, reason, in_stats, local_stored
+FROM run_proteins_legacy WHERE run_id = $run_id ORDER BY accession
+
+-- name: drop_legacy_statuses
+-- Forget a run's pre-012 statuses once they are in a status part.
+DELETE FROM run_proteins_legacy WHERE run_id = $run_id
 
 -- name: upsert_stats
 -- Point a layer's statistics at a new checkpoint file, counting the proteins it adds.
@@ -93,10 +127,12 @@ VALUES ($run_id, $layer, $path,
     $n_residues)
 
 -- name: add_counts
--- Add a flush's counters to its run (n_failed is recounted from the statuses).
+-- Add a flush's counters to its run, incrementally (never recounted from the statuses):
+-- n_failed gains the new failures and loses the earlier failures that got a new status
+-- ($n_retried); status_seq records the flush's status part.
 UPDATE runs SET n_done = n_done + $n_done, n_truncated = n_truncated + $n_truncated,
     n_chunked = n_chunked + $n_chunked, n_skipped = n_skipped + $n_skipped,
-    n_failed = (SELECT count(*) FROM run_proteins WHERE run_id = $run_id AND status = 'failed'),
+    n_failed = greatest(0, n_failed + $n_failed - $n_retried), status_seq = greatest(status_seq, $seq),
     n_residues = n_residues + $n_residues, seconds = seconds + $seconds,
     status = coalesce($status, status), local_stats = local_stats OR $local_stats,
     updated_at = current_timestamp

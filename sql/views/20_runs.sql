@@ -18,6 +18,12 @@ SELECT run_id, model, family, dim, layers, dtype, device, length_policy, max_len
        local_stats, revision, created_at, updated_at
 FROM runs JOIN run_state s USING (run_id) ORDER BY created_at, run_id;
 
+-- The current status of each protein of each run. protiso.runs.status replaces this view with
+-- one over the runs' status parts (status/<run_id>); this first version (the rows kept from
+-- before migration 012) lets the views below bind before it does.
+CREATE OR REPLACE TEMP VIEW run_proteins AS
+SELECT run_id, accession, status, length, n_residues, reason, in_stats, local_stored FROM run_proteins_legacy;
+
 -- Proteins of each run that were not embedded as a whole, with the reason.
 CREATE OR REPLACE TEMP VIEW run_problems AS
 SELECT run_id, accession, status, length, n_residues, reason

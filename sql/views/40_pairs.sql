@@ -1,4 +1,4 @@
--- Pair views (issue 5). pair_list, pairs, pair_distances and pair_go are replaced by views over their
+-- Pair views (issue 5). pair_list, pairs, pair_distances, pair_go and pair_go_semantic are replaced by views over their
 -- Parquet parts at connect (protiso/pairs/views.py); these empty typed versions keep the
 -- views below valid in a store without pairs.
 CREATE OR REPLACE TEMP VIEW pair_list AS
@@ -23,6 +23,14 @@ WHERE false;
 -- One row per pair: Jaccard overlap of the two proteins' annotation terms.
 CREATE OR REPLACE TEMP VIEW pair_go AS
 SELECT NULL::VARCHAR AS pair_set, NULL::BIGINT AS pair_id, NULL::DOUBLE AS go_jaccard
+WHERE false;
+
+-- One row per pair: Resnik and Lin similarity (best-match average) per GO namespace
+-- (bp: biological process, mf: molecular function, cc: cellular component).
+CREATE OR REPLACE TEMP VIEW pair_go_semantic AS
+SELECT NULL::VARCHAR AS pair_set, NULL::BIGINT AS pair_id,
+       NULL::DOUBLE AS resnik_bp, NULL::DOUBLE AS lin_bp, NULL::DOUBLE AS resnik_mf,
+       NULL::DOUBLE AS lin_mf, NULL::DOUBLE AS resnik_cc, NULL::DOUBLE AS lin_cc
 WHERE false;
 
 -- One row per pair set: its definition and the finished computations over it (`pairs list`).

@@ -1,13 +1,50 @@
--- Per pair: alignment columns, embedding distances and the Jaccard overlap of annotation
--- (GO) terms, |A ∩ B| / |A ∪ B| (NULL when neither protein has a term, or not computed yet:
--- `protiso correlate` computes it, protiso/pairs/functional.py).
+-- Per pair: alignment columns, embedding distances, the Jaccard overlap of annotation (GO)
+-- terms, |A ∩ B| / |A ∪ B| (NULL when neither protein has a term), and the GO semantic
+-- similarity per namespace, Resnik and Lin (best-match average; NULL where either protein has
+-- no annotation in the namespace, or the store no ontology). NULL too until computed:
+-- `protiso correlate` computes both (protiso/pairs/functional.py).
 CREATE OR REPLACE TEMP VIEW pair_metrics AS
 SELECT p.pair_set, p.alignment, d.run_id, d.layer, p.pair_id, p.accession_a, p.accession_b,
        d.cosine, d.sq_euclidean, p.score, p.identity, p.matches, p.length, p.gaps,
-       g.go_jaccard
+       g.go_jaccard, s.resnik_bp, s.lin_bp, s.resnik_mf, s.lin_mf, s.resnik_cc, s.lin_cc
 FROM pairs p
 JOIN pair_distances d USING (pair_set, pair_id)
-LEFT JOIN pair_go g USING (pair_set, pair_id);
+LEFT JOIN pair_go g USING (pair_set, pair_id)
+LEFT JOIN pair_go_semantic s USING (pair_set, pair_id);
+
+-- The GO similarity measures in display order, with what each one is.
+CREATE OR REPLACE TEMP VIEW go_similarity_measures AS
+SELECT * FROM (VALUES
+    (1, 'go_jaccard', 'jaccard', 'all', 'Jaccard overlap of the annotation terms'),
+    (2, 'resnik_bp', 'resnik', 'biological_process', 'Resnik, best-match average, biological process'),
+    (3, 'lin_bp', 'lin', 'biological_process', 'Lin, best-match average, biological process'),
+    (4, 'resnik_mf', 'resnik', 'molecular_function', 'Resnik, best-match average, molecular function'),
+    (5, 'lin_mf', 'lin', 'molecular_function', 'Lin, best-match average, molecular function'),
+    (6, 'resnik_cc', 'resnik', 'cellular_component', 'Resnik, best-match average, cellular component'),
+    (7, 'lin_cc', 'lin', 'cellular_component', 'Lin, best-match average, cellular component'))
+  m(measure_order, measure, method, namespace, description);
+
+-- One row per pair and GO similarity measure where the measure is defined (NULLs dropped), with
+-- the pair's embedding and alignment columns: the long form the GO correlations are taken over.
+CREATE OR REPLACE TEMP VIEW pair_go_long AS
+SELECT pair_set, alignment, run_id, layer, pair_id, cosine, sq_euclidean, score, identity, measure, value
+FROM (UNPIVOT (SELECT pair_set, alignment, run_id, layer, pair_id, cosine, sq_euclidean, score, identity,
+                      go_jaccard, resnik_bp, lin_bp, resnik_mf, lin_mf, resnik_cc, lin_cc FROM pair_metrics)
+      ON go_jaccard, resnik_bp, lin_bp, resnik_mf, lin_mf, resnik_cc, lin_cc
+      INTO NAME measure VALUE value);
+
+-- Correlation of each GO similarity measure with cosine, squared Euclidean distance, alignment
+-- score and identity (Pearson, DuckDB corr), per pair set, alignment, run and layer, over the
+-- pairs where the measure is defined (n_pairs; identity pairwise-complete), of any relation with
+-- the columns of pair_go_long (its ranks for Spearman in 42_pair_spearman.sql).
+CREATE OR REPLACE TEMP MACRO go_correlations(relation) AS TABLE
+SELECT g.pair_set, g.alignment, g.run_id, g.layer, m.measure_order, g.measure, m.method, m.namespace,
+       count(*) AS n_pairs, corr(g.value, g.cosine) AS cosine, corr(g.value, g.sq_euclidean) AS sq_euclidean,
+       corr(g.value, g.score) AS score, corr(g.value, g.identity) AS identity
+FROM query_table(relation) g JOIN go_similarity_measures m USING (measure)
+GROUP BY ALL;
+
+CREATE OR REPLACE TEMP VIEW pair_go_correlations AS SELECT * FROM go_correlations('pair_go_long');
 
 -- The paper's correlation matrix (Pearson, DuckDB corr) per pair set, alignment, run, layer,
 -- plus the functional (GO Jaccard) column, of any relation with those columns (pair_metrics

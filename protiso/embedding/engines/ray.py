@@ -5,8 +5,9 @@ batches the local engine forms and writes bit-identical vectors (unless a batch 
 memory and is halved). Tasks stream to a pool of `EmbedActor`s (protiso.cluster.ActorPool: one
 model load each, at most two tasks queued per actor, so the driver's memory stays bounded and the
 first task starts once the first page is read). Each actor runs the same `Embedder`, writes its
-Parquet parts atomically into the run's dataset directories and returns the part list, the
-per-protein statuses and the statistics of its proteins; the driver feeds these to the same
+Parquet parts atomically into the run's dataset directories and returns the part list (with
+each part's size and SHA-256, so the driver does not re-read parts), the per-protein statuses
+and the statistics of its proteins; the driver feeds these to the same
 `RunWriter` as the local engine, which registers them in the catalog."""
 from __future__ import annotations
 
@@ -25,6 +26,19 @@ from protiso.models import load
 from protiso.runs import Chunk, embeddings_dataset, local_dataset
 from protiso.runs.writer import part_metadata
 from protiso.store import write_part_file
+from protiso.store.fs import is_url, write_part_url
+from protiso.store.integrity import file_digest
+
+def _write_part(directory: str, table: pa.Table, metadata: dict | None) -> tuple[str, int, int, str]:
+    """Write a part on the worker (atomically, see store.write_part_file) and return (path or URL,
+    rows, size, SHA-256): the worker checksums what it wrote, so the driver registers the part
+    without reading it back (at a URL the bytes are hashed as they are uploaded)."""
+    if is_url(directory):
+        url, size, sha = write_part_url(directory, table, metadata)
+        return url, table.num_rows, size, sha
+    path = write_part_file(directory, table, metadata)
+    return str(path), table.num_rows, *file_digest(path)
+
 
 def _resolve_remote(model: str, device: str, weights: str | None, offline: bool | None, settings: dict):
     """On a worker (so with the workers' device): load the model and resolve the run settings."""
@@ -49,7 +63,7 @@ class EmbedActor:
     def __call__(self, table: pa.Table) -> dict:
         self.embedder.process(Window(0, table, []).proteins())
         chunk = self.embedder.take()
-        parts = [(dataset, str(write_part_file(self.dirs[dataset], t, self.metadata.get(dataset))), t.num_rows)
+        parts = [(dataset, *_write_part(self.dirs[dataset], t, self.metadata.get(dataset)))
                  for dataset, t in chunk.tables]
         return {"parts": parts, "statuses": chunk.statuses, "counts": chunk.counts, "stats": chunk.stats,
                 "n": chunk.n_proteins, "residues": chunk.residues}
