@@ -727,3 +727,19 @@ def test_demo_settings_are_printed_in_words():
     assert "every protein of the sample, each truncated to its first 128 residues" in text
     assert "all pairs among 250 proteins, seed 0" in text
     assert "a fixed subset of 400 proteins (--proteins)" in settings_text(demo_settings(400), 400)
+
+
+def test_ctrl_c_while_the_command_line_starts_is_one_line(tmp_path):
+    """A real process interrupted while it imports (pyarrow, DuckDB, FAISS): one line, exit 130."""
+    import signal
+    import time
+
+    exe = str(Path(sys.executable).with_name("protiso"))
+    for delay in (0.05, 0.15, 0.3):
+        proc = subprocess.Popen([exe, "--store", str(tmp_path / "none"), "runs"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err, (delay, err[-2000:])
+        assert proc.returncode in (130, 1), (delay, proc.returncode, err)   # 1: it had finished (no store)

@@ -4,12 +4,27 @@ Each area registers its commands from its own module (protiso/cli/<area>.py, `re
 """
 from __future__ import annotations
 
-import importlib
+import os
+import signal
 import sys
-from pathlib import Path
-from typing import Optional
 
-import typer
+
+def _interrupted_at_start(signum, frame) -> None:
+    """Ctrl-C while the command line loads (pyarrow, DuckDB, FAISS, SciPy): nothing ran yet."""
+    sys.stderr.write("interrupted\n")
+    os._exit(130)
+
+
+try:   # until the commands are loaded; then the one error path (cli/group.py) handles Ctrl-C
+    _previous_sigint = signal.signal(signal.SIGINT, _interrupted_at_start)
+except ValueError:     # imported outside the main thread: leave signals alone
+    _previous_sigint = None
+
+import importlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import typer  # noqa: E402
 
 from protiso._version import __version__
 from protiso.cli.group import EPILOG, ProtisoGroup
@@ -51,12 +66,10 @@ def _global(
     ctx.obj = {"store": store, "data": data}
 
 
-try:
-    for _name in CLI_MODULES:
-        importlib.import_module(f"protiso.cli.{_name}").register(app)
-except KeyboardInterrupt:   # Ctrl-C while the command line starts (FAISS, SciPy load): nothing ran yet
-    sys.stderr.write("interrupted\n")
-    raise SystemExit(130) from None
+for _name in CLI_MODULES:
+    importlib.import_module(f"protiso.cli.{_name}").register(app)
+if _previous_sigint is not None:
+    signal.signal(signal.SIGINT, _previous_sigint)
 
 
 def main() -> None:

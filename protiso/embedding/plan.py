@@ -164,7 +164,11 @@ def _bounded(store: Store):
         yield con
     finally:
         if before is not None and store.con is con:
-            con.execute(f"SET memory_limit = '{before[0]}'")
+            # RESET first: DuckDB prints the limit rounded, so setting the printed value back
+            # would lower it a little each time
+            con.execute("RESET memory_limit")
+            if con.execute("SELECT current_setting('memory_limit')").fetchone()[0] != before[0]:
+                con.execute(f"SET memory_limit = '{before[0]}'")
             con.execute(f"SET enable_progress_bar = {str(before[1]).lower()}")
 
 

@@ -98,6 +98,7 @@ class Store:
         try:
             _apply_migrations(con, read_only, self.root)
             con.execute(f"SET file_search_path = {sql_literal(self.root.as_posix())}")
+            con.execute("SET enable_progress_bar = false")   # DuckDB would draw it on stdout
             for u in registry.UDFS:
                 con.create_function(u.name, u.func, list(u.params), u.returns)
             con.create_function("protiso_process_alive", lock.process_alive,
