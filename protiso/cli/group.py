@@ -184,4 +184,7 @@ class ProtisoGroup(TyperGroup):
         except typer.Abort:
             error("aborted")
             sys.exit(1)
+        except KeyboardInterrupt:   # Ctrl-C outside a command (while the arguments are parsed)
+            err_console.print(interrupted_message(), highlight=False, markup=False)
+            sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)
