@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from protiso.cli.core import (console, ctrl_c_interrupts_queries, emit, err_console, format_option,
                               handle_errors, json_option, open_from_ctx, output_option, resolve_format, warn)
 from protiso.cli.embed import RUN_OPTIONAL, run_rows
+from protiso.cli.output import is_inside
 from protiso.errors import InputError, QueryError
 from protiso.ingest import ingest as ingest_files
 from protiso.ingest.loader import FORMATS, UNKNOWN_POLICIES
@@ -85,7 +86,7 @@ def sql(
                 raise InputError(f"{file}: not a UTF-8 text file", param="file") from None
     with ctrl_c_interrupts_queries() as interrupt:
         with open_from_ctx(ctx, read_only=True) as store:
-            if output is not None and _inside(output, store.root):
+            if output is not None and is_inside(output, store.root):
                 raise QueryError(f"{output} is inside the store {store.root}; write query results elsewhere",
                                  param="output")
             statements = check_read_only(store.con, query)
@@ -119,14 +120,6 @@ GO_PAIR_COLUMNS = re.compile(r"^(go_jaccard|resnik_\w+|lin_\w+)$")
 def _interrupted() -> None:
     err_console.print("interrupted: the query was stopped; the store is unchanged", highlight=False)
     raise typer.Exit(130)
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.expanduser().resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def info(ctx: typer.Context, fmt: Optional[str] = format_option(), output: Optional[Path] = output_option(),

@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from protiso.cli.core import choice, console, emit, open_from_ctx, progress_bar, warn
+from protiso.cli.output import is_inside
 from protiso.errors import InputError
 from protiso.interchange.exporter import EXPORT_FORMATS, export_run
 from protiso.interchange.formats import FORMATS, LEVELS
@@ -113,7 +114,7 @@ def export(
     if isinstance(lay, list):
         raise typer.BadParameter("give one layer, or 'all' (parquet)", param_hint="--layer")
     with open_from_ctx(ctx, read_only=True) as store:
-        if _inside(output, store.root):
+        if is_inside(output, store.root):
             raise InputError(f"{output} is inside the store {store.root}; export elsewhere", param="output")
         with progress_bar("export") as bar:
             task = bar.add_task("export", total=None)
@@ -126,14 +127,6 @@ def export(
                       f"{'s' if len(info['layers']) > 1 else ''} {', '.join(map(str, info['layers']))}, "
                       f"dim {info['dim']}) written to {info['path']} ({info['format']}, "
                       f"{info['bytes'] / 2**20:,.1f} MiB)", highlight=False, soft_wrap=True)
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.expanduser().resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def register(app: typer.Typer) -> None:

@@ -335,6 +335,15 @@ def pipe_closed() -> None:
     raise typer.Exit(0)
 
 
+def is_inside(path: str | os.PathLike, root: Path) -> bool:
+    """Whether `path` (resolved) lies inside `root`: commands refuse to write into a store."""
+    try:
+        Path(path).expanduser().resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def check_output(path: str | os.PathLike, what: str = "output") -> Path:
     """A ProtisoError (naming the option `what`) when `path` cannot be a file a command writes:
     a directory, or below a file. Creates nothing (see `prepare_output`)."""
