@@ -59,6 +59,18 @@ def invoke():
     return run
 
 
+@pytest.fixture
+def torch64():
+    """The reference isoscore package computes sqrt(d) from an integer tensor, i.e. in torch's
+    default dtype; float64 end to end needs the default set to float64."""
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models are latency-bound: one torch thread avoids oversubscription on small CPUs."""

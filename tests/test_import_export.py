@@ -28,15 +28,6 @@ D = 16
 F32 = 2e-6      # the isotropy engine's float32 streaming tolerance (tests/test_isotropy_engine.py)
 
 
-@pytest.fixture
-def torch64():
-    """The reference computes sqrt(d) in torch's default dtype: float64 end to end."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def proteins(store, where="true", limit=100_000):
     """[(accession, sequence)] of the store, in accession order."""
     return store.execute(f"SELECT accession, sequence FROM proteins WHERE {where} ORDER BY accession "

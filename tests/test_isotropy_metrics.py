@@ -5,21 +5,10 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from IsoScore import IsoScore as IsoScoreRef  # the reference package (PyPI IsoScore), test dependency
 
 from protiso.isotropy import metrics as M
 from protiso.isotropy.stats import SufficientStats
-
-
-@pytest.fixture
-def torch64():
-    """The reference computes sqrt(d) from an integer tensor, i.e. in torch's default dtype;
-    float64 end to end needs the default set to float64."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
 
 
 def _aniso(rng, n, d, shift=2.0):

@@ -13,15 +13,6 @@ from protiso.isotropy import shrinkage as S
 from protiso.isotropy.stats import SufficientStats
 
 
-@pytest.fixture
-def torch64():
-    """The reference computes sqrt(d) in torch's default dtype: float64 end to end."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _aniso(rng, n, d, scale=1.0):
     return (rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) * rng.uniform(0.1, 3, d) + 2.0) * scale
 
