@@ -151,25 +151,18 @@ class Window:
 @contextlib.contextmanager
 def _bounded(store: Store):
     """Planning reads run with DuckDB's memory capped at PLAN_MEMORY (a large resume join spills
-    to disk instead of growing the driver) and without its progress bar; settings restored."""
+    to disk instead of growing the driver); the limit is restored after."""
     con = store.con
     try:
-        before = con.execute("SELECT current_setting('memory_limit'), current_setting('enable_progress_bar')"
-                             ).fetchall()[0]
-        con.execute(f"SET memory_limit = '{PLAN_MEMORY}'")
-        con.execute("SET enable_progress_bar = false")
+        before = store.memory_limit()
+        store.set_memory_limit(PLAN_MEMORY)
     except duckdb.Error:       # a locked-down (read-only) connection keeps its settings
         before = None
     try:
         yield con
     finally:
         if before is not None and store.con is con:
-            # RESET first: DuckDB prints the limit rounded, so setting the printed value back
-            # would lower it a little each time
-            con.execute("RESET memory_limit")
-            if con.execute("SELECT current_setting('memory_limit')").fetchone()[0] != before[0]:
-                con.execute(f"SET memory_limit = '{before[0]}'")
-            con.execute(f"SET enable_progress_bar = {str(before[1]).lower()}")
+            store.restore_memory_limit(before)
 
 
 def _read_page(store: Store, rows: np.ndarray) -> pa.Table:

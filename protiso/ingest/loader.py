@@ -243,24 +243,19 @@ def _size_bytes(text: str) -> int | None:
 
 
 class _Settings:
-    """DuckDB settings for the ingest, restored after it.
-
-    - No progress bar: it prints to stdout (the command's output, even when redirected) during
-      any statement over 2 s.
-    - A memory limit that grows with the proteins (`cap`), never above the one set before. At
-      its default (80% of RAM) DuckDB keeps every block it wrote cached (0.1-0.2 GB of the full
+    """DuckDB's memory limit during the ingest, restored after it: it grows with the proteins
+    (`cap`), never above the one set before. At its default (80% of RAM) DuckDB keeps every block it wrote cached (0.1-0.2 GB of the full
       set's peak). What it cannot spill is the index of protein accessions (about 50 bytes a
       key, held twice at the commit): MEMORY_PER_PROTEIN leaves a wide margin (the full set's
       ingest fails its commit under a 50 MB limit, and passes at 100 MB)."""
 
     def __init__(self, store: Store):
         self.store = store
-        self.progress_bar, self.limit = store.one(Q.duckdb_settings)
+        self.limit = store.memory_limit()
         self.limit_bytes = _size_bytes(self.limit)
         self.capped: int | None = None
 
     def __enter__(self) -> "_Settings":
-        self.store.execute(Q.set_progress_bar, {"on": False})
         return self
 
     def cap(self, proteins: int) -> None:
@@ -268,16 +263,13 @@ class _Settings:
         want = MEMORY_BASE + MEMORY_PER_PROTEIN * proteins
         if self.limit_bytes is None or want >= self.limit_bytes or want == self.capped:
             return
-        self.store.execute(Q.set_memory_limit, {"limit": f"{want}B"})
+        self.store.set_memory_limit(f"{want}B")
         self.capped = want
 
     def __exit__(self, *exc) -> None:
         with contextlib.suppress(duckdb.Error):   # an aborted transaction refuses them; never mask its error
-            self.store.execute(Q.set_progress_bar, {"on": self.progress_bar})
             if self.capped is not None:
-                self.store.execute(Q.reset_memory_limit)     # exactly the default, where it was that
-                if self.store.one(Q.duckdb_settings)[1] != self.limit:
-                    self.store.execute(Q.set_memory_limit, {"limit": self.limit})
+                self.store.restore_memory_limit(self.limit)
 
 
 def ingest(store: Store, files: Iterable[str | Path] = (), fmt: str = "auto",

@@ -213,7 +213,6 @@ class _Import:
             if self.local:
                 self.writer.add(Chunk([], [], {}, self.stats, 0, 0))
             with store.transaction():
-                store.con.execute("SET enable_progress_bar = false")   # DuckDB draws it on stdout
                 self._check_name()
                 store.execute(Q.insert_imported_run, {
                     "run_id": run.run_id, "key": self.key, "model": run.model, "model_id": run.model_id,

@@ -452,6 +452,23 @@ class Store:
         finally:
             self._lenient = False
 
+    # DuckDB's memory limit is a setting of the connection, not data: set on it directly (a
+    # locked-down read-only connection refuses with duckdb.Error).
+    def memory_limit(self) -> str:
+        """DuckDB's memory limit on this connection, as DuckDB prints it (e.g. '18.8 GiB')."""
+        return self.con.execute(Q.memory_limit).fetchone()[0]
+
+    def set_memory_limit(self, limit: str) -> None:
+        self.con.execute(Q.set_memory_limit, {"limit": limit})
+
+    def restore_memory_limit(self, before: str) -> None:
+        """Put the memory limit read by `memory_limit()` back: RESET first, and set it only where it
+        differs, because DuckDB prints the limit rounded (setting the printed value back would
+        lower it a little each time)."""
+        self.con.execute(Q.reset_memory_limit)
+        if self.memory_limit() != before:
+            self.set_memory_limit(before)
+
     def size_on_disk(self) -> int:
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
 

@@ -94,22 +94,6 @@ EXCEPT
 SELECT accession, namespace, term FROM annotations
 WHERE accession IN (SELECT accession FROM ingest_annotations)
 
--- name: duckdb_settings
--- The connection's settings the ingest changes: the progress bar, the memory limit.
-SELECT current_setting('enable_progress_bar'), current_setting('memory_limit')
-
--- name: set_progress_bar
--- DuckDB's progress bar on or off (it prints to stdout).
-SET enable_progress_bar = $on
-
--- name: set_memory_limit
--- DuckDB's memory limit ('536870912B', '18.8 GiB').
-SET memory_limit = $limit
-
--- name: reset_memory_limit
--- DuckDB's memory limit back to its default.
-RESET memory_limit
-
 -- name: protein_count
 -- Proteins in the store.
 SELECT count(*) FROM proteins

@@ -57,3 +57,15 @@ INSERT OR REPLACE INTO store_settings (key, value) VALUES ('data', $location)
 -- name: any_part
 -- Whether the store lists any part at all.
 SELECT count(*) > 0 FROM (SELECT 1 FROM parts LIMIT 1)
+
+-- name: memory_limit
+-- DuckDB's memory limit on this connection, as it prints it ('18.8 GiB').
+SELECT current_setting('memory_limit')
+
+-- name: set_memory_limit
+-- DuckDB's memory limit ('536870912B', '18.8 GiB').
+SET memory_limit = $limit
+
+-- name: reset_memory_limit
+-- DuckDB's memory limit back to its default.
+RESET memory_limit
