@@ -209,7 +209,8 @@ def correlate(
             sel = corr.prepare(store, name, model, layer, alignment, progress=progress)
         matrix = corr.correlation_matrix(store, sel, method)
         regimes = corr.identity_regimes(store, sel, bins) if bins else None
-        go_sim = corr.go_correlations(store, sel, method) if method in corr.GO_METHODS else None
+        shown = fmt == "json" or (fmt == "table" and output is None)   # csv & co. give the matrix only
+        go_sim = corr.go_correlations(store, sel, method) if shown and method in corr.GO_METHODS else None
         if plot:
             corr.plot(store, sel, plot)
     if fmt == "json":
