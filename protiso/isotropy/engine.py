@@ -35,14 +35,14 @@ Every interval comes with the bootstrap bias mean(replicates) - estimate
 Also per group, on request: intrinsic dimension (TwoNN and Levina-Bickel, `intrinsic.py`),
 which needs the vectors themselves, so the pass keeps a copy of the subset's rows (bounded by
 MAX_VECTOR_BYTES), and always the rogue-dimension summary (`rogue.py`, from the statistics).
+
+Beside it: `resampling.py` (the hashed Poisson counts and jackknife blocks), `intervals.py`
+(intervals from replicate values), `results.py` (the `metrics` rows and their storage).
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import math
 import os
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -50,14 +50,14 @@ from typing import Callable, Iterable, Iterator
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
-from protiso._version import __version__
 from protiso.errors import InputError, NotFoundError, ProtisoError, QueryError
-from protiso.isotropy import intervals as iv
 from protiso.isotropy import intrinsic as idim
+from protiso.isotropy.intervals import bootstrap_interval
 from protiso.isotropy.metrics import DEFAULT_ZETA, IsotropyMetrics, compute_metrics, covariance, quick_metrics
+from protiso.isotropy.resampling import jackknife_blocks, poisson_counts
+from protiso.isotropy.results import CI_METRICS, IsotropyResult, save_results
 from protiso.isotropy.rogue import rogue_dimensions
 from protiso.isotropy.shrinkage import TARGET_CHOICES, resolve_target
 from protiso.isotropy.stats import Accumulator, SufficientStats
@@ -70,7 +70,6 @@ DEFAULT_BATCH_ROWS = 16384
 PASS_BLAS_THREADS = None   # BLAS threads during a pass (None: every core, see _cores)
 Q = queries("isotropy")
 MAX_STATS_BYTES = 4 << 30  # refuse group-by x bootstrap combinations needing more than this
-CI_METRICS = ("isoscore", "effective_dims", "avg_cosine", "isoscore_star")
 CI_METHODS = ("bca", "bc", "percentile")
 DEFAULT_JACKKNIFE_BLOCKS = 20   # BCa's acceleration from 20 leave-one-block-out values
 MAX_VECTOR_BYTES = 4 << 30      # --intrinsic keeps the subset's vectors; refuse more than this
@@ -80,6 +79,9 @@ LOCAL_POOLED = None  # group_key of the pooled (all residue types) local row
 
 class TooManyGroupsError(QueryError):
     """The statistics for the requested groups and replicates would not fit the memory bound."""
+
+
+_BLAS = None   # threadpoolctl's controller, made on first use (False without threadpoolctl)
 
 
 def _blas_threads(n: int):
@@ -105,44 +107,6 @@ def _cores() -> int:
     except (AttributeError, OSError):
         return os.cpu_count() or 1
 
-
-_BLAS = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Poisson bootstrap counts
-# ---------------------------------------------------------------------------------------------
-_POISSON1_CDF = np.cumsum([math.exp(-1) / math.factorial(k) for k in range(20)])
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: a bijective scramble of uint64 values."""
-    x = x.copy()
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return x
-
-
-def poisson_counts(accessions: Iterable[str], seed: int, replicates: int) -> np.ndarray:
-    """(n, replicates) Poisson(1) counts, a pure function of (seed, accession, replicate)."""
-    key = int(seed).to_bytes(8, "little", signed=True)
-    h = np.fromiter((int.from_bytes(hashlib.blake2b(a.encode(), digest_size=8, key=key).digest(), "little")
-                     for a in accessions), dtype=np.uint64)
-    b = np.arange(1, replicates + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
-        u = (_mix64(h[:, None] ^ _mix64(b)[None, :]) >> np.uint64(11)).astype(np.float64) * 2.0**-53
-    return np.searchsorted(_POISSON1_CDF, u, side="right").astype(np.int64)
-
-
-def jackknife_blocks(accessions: Iterable[str], blocks: int) -> np.ndarray:
-    """Each protein's jackknife block in [0, blocks): a hash of the accession alone, so a
-    protein's block does not depend on batch order, filters, grouping or the bootstrap seed."""
-    h = np.fromiter((int.from_bytes(hashlib.blake2b(a.encode(), digest_size=8, person=b"jackknife").digest(),
-                                    "little") for a in accessions), dtype=np.uint64)
-    return (h % np.uint64(blocks)).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,26 +275,6 @@ def _minus(total: SufficientStats, part: SufficientStats) -> SufficientStats:
                            total.sum_unit - part.sum_unit)
 
 
-def bootstrap_interval(replicates, estimate: float, method: str, level: float,
-                       jackknife=None) -> tuple[float, float, float, str]:
-    """(low, high, bias, method used) of one metric from its bootstrap replicate values; failed
-    replicates (NaN: e.g. a resample of fewer than 2 proteins) are left out. BCa without at least
-    2 finite jackknife values falls back to BC. NaN where fewer than 2 replicates or no estimate."""
-    r = np.asarray([v for v in replicates if v is not None and math.isfinite(v)], dtype=np.float64)
-    if r.size < 2 or estimate is None or not math.isfinite(estimate):
-        return math.nan, math.nan, math.nan, method
-    bias = iv.bootstrap_bias(r, estimate)
-    if method == "percentile":
-        ci = iv.percentile_interval(r, level)
-    else:
-        jk = None
-        if method == "bca" and jackknife is not None:
-            jk = np.asarray([v for v in jackknife if v is not None and math.isfinite(v)], dtype=np.float64)
-            jk = jk if jk.size >= 2 else None
-        ci = iv.bca_interval(r, estimate, jk, level)
-    return ci.low, ci.high, bias, ci.method
-
-
 @dataclass
 class GroupSummary:
     """One group's metrics and what came with them (see `summarize`)."""
@@ -493,76 +437,8 @@ def scan_layer(store: Store, run_id: str, layer: int, dim: int, where: str | Sub
 
 
 # ---------------------------------------------------------------------------------------------
-# Results, storage and the entry point
+# The entry point (results and their storage: results.py)
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class IsotropyResult:
-    """One metrics row: a run's layer, level, filter and group with its metrics and CIs."""
-
-    run_id: str
-    model: str | None
-    layer: int
-    level: str
-    filter: str
-    group_by: str
-    group_key: str | None
-    metrics: IsotropyMetrics
-    ci: dict = field(default_factory=dict)
-    bootstrap: int = 0
-    ci_level: float | None = None
-    seed: int | None = None
-    provenance: dict = field(default_factory=dict)
-    bias: dict = field(default_factory=dict)     # metric -> bootstrap bias
-    ci_method: str | None = None
-    jackknife_blocks: int | None = None
-    rogue: object = None                         # rogue.RogueDimensions
-    intrinsic: object = None                     # intrinsic.IntrinsicSummary (--intrinsic)
-
-    def row(self) -> dict:
-        """The result as one `metrics` row (NaN as None), plus 'rogue_dimensions' (the top
-        dimensions with contribution, share and variance share), which is not stored."""
-        row = {"run_id": self.run_id, "model": self.model, **self.provenance, "layer": self.layer,
-               "level": self.level, "filter": self.filter, "group_by": self.group_by,
-               "group_key": self.group_key, **self.metrics.to_dict(), "bootstrap": self.bootstrap,
-               "ci_level": self.ci_level, "seed": self.seed, "ci_method": self.ci_method,
-               "jackknife_blocks": self.jackknife_blocks}
-        for name in CI_METRICS:
-            lo, hi = self.ci.get(name, (None, None))
-            row[f"{name}_lo"], row[f"{name}_hi"] = lo, hi
-            row[f"{name}_bias"] = self.bias.get(name)
-        i = self.intrinsic
-        row.update({"intrinsic_dim_twonn": i.twonn if i else None, "intrinsic_dim_mle": i.mle if i else None,
-                    "intrinsic_k": i.k if i else None, "intrinsic_n_duplicates": i.n_duplicates if i else None})
-        r = self.rogue
-        top = r.top_rows() if r is not None else []
-        row.update({"rogue_dims": [t["dim"] for t in top] if r is not None else None,
-                    "rogue_shares": [t["share"] for t in top] if r is not None else None,
-                    "rogue_top_share": r.top_share if r is not None else None,
-                    "rogue_dimensions": top if r is not None else None})
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-
-
-def save_results(store: Store, results: list[IsotropyResult]) -> str:
-    """Append the results to table `metrics` in one transaction; returns their batch_id."""
-    batch_id = uuid.uuid4().hex
-    if not results:
-        return batch_id
-    rows = [dict(r.row(), batch_id=batch_id, software_version=__version__) for r in results]
-    columns = [c for (c,) in store.execute(Q.metrics_columns).fetchall() if c in rows[0]]
-    table = pa.Table.from_pylist([{c: r[c] for c in columns} for r in rows])
-    with store.transaction():
-        store.con.register("isotropy_new_metrics", table)
-        try:
-            store.execute(Q.insert_metrics)
-        finally:
-            store.con.unregister("isotropy_new_metrics")
-    return batch_id
-
-
-def results_table(results: list[IsotropyResult]) -> pa.Table:
-    return pa.Table.from_pylist([r.row() for r in results])
-
-
 def _provenance(run) -> dict:
     return {k: (None if getattr(run, k, None) is None else str(getattr(run, k)))
             for k in ("model_id", "revision", "pooling", "dtype")}

@@ -133,3 +133,23 @@ def bootstrap_bias(replicates, estimate: float) -> float:
 def bias_corrected_estimate(replicates, estimate: float) -> float:
     """estimate - bias = 2 estimate - mean(replicates)."""
     return float(estimate - bootstrap_bias(replicates, estimate))
+
+
+def bootstrap_interval(replicates, estimate: float, method: str, level: float,
+                       jackknife=None) -> tuple[float, float, float, str]:
+    """(low, high, bias, method used) of one metric from its bootstrap replicate values; failed
+    replicates (NaN: e.g. a resample of fewer than 2 proteins) are left out. BCa without at least
+    2 finite jackknife values falls back to BC. NaN where fewer than 2 replicates or no estimate."""
+    r = np.asarray([v for v in replicates if v is not None and math.isfinite(v)], dtype=np.float64)
+    if r.size < 2 or estimate is None or not math.isfinite(estimate):
+        return math.nan, math.nan, math.nan, method
+    bias = bootstrap_bias(r, estimate)
+    if method == "percentile":
+        ci = percentile_interval(r, level)
+    else:
+        jk = None
+        if method == "bca" and jackknife is not None:
+            jk = np.asarray([v for v in jackknife if v is not None and math.isfinite(v)], dtype=np.float64)
+            jk = jk if jk.size >= 2 else None
+        ci = bca_interval(r, estimate, jk, level)
+    return ci.low, ci.high, bias, ci.method
