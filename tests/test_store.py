@@ -11,7 +11,7 @@ import pytest
 from protiso import open_store
 from protiso.errors import DamagedStoreError, NotFoundError, ProtisoError, StoreBusyError
 from protiso.store import resolve_store_path
-from protiso.store.catalog import _migrations
+from protiso.store.migrations import migrations
 
 
 def test_store_path_resolution(tmp_path, monkeypatch):
@@ -31,7 +31,7 @@ def test_created_on_request_and_migrations_idempotent(tmp_path):
     with open_store(root, create=True) as s:
         versions = [v for (v,) in s.con.execute(
             "SELECT version FROM schema_migrations ORDER BY version").fetchall()]
-        assert versions == [v for v, _ in _migrations()]
+        assert versions == [v for v, _ in migrations()]
         s.con.execute("INSERT INTO proteins (accession, length, sequence) VALUES ('A1', 3, 'MKV')")
     with open_store(root) as s:  # second open: nothing re-applied, data kept
         assert s.scalar("SELECT count(*) FROM schema_migrations") == len(versions)

@@ -21,7 +21,6 @@ import contextlib
 import os
 import re
 import shutil
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -33,15 +32,15 @@ from protiso._version import __version__
 from protiso.errors import DamagedStoreError, NotFoundError, ProtisoError
 from protiso.store import lock, registry
 from protiso.store.ident import sql_literal
-from protiso.store.integrity import (backfill_checksums, damage_message, file_digest, quick_problem,
+from protiso.store.migrations import MigrationsPending, apply_migrations, schema_version
+from protiso.store.integrity import (damage_message, file_digest, quick_problem,
                                      Problem, require_intact)
 from protiso.store.readonly import check_read_only, lock_down
 from protiso.store.sqlfiles import queries, sql_dir
-from protiso.store.fs import DATA_PREFIX, DataFS, is_url, write_part_url
+from protiso.store.fs import DATA_PREFIX, DataFS, is_url, write_part_file, write_part_url
 
 CATALOG_NAME = "protiso.duckdb"
 DATA_DIR = "data"
-_MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _PART_RE = re.compile(r"^part-[0-9a-f]{32}\.parquet$")
 _TMP_RE = re.compile(r"^\.part-[0-9a-f]{32}\.parquet\.tmp$")
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
@@ -52,12 +51,6 @@ def resolve_store_path(path: str | os.PathLike | None = None) -> Path:
     """The store directory: the argument, else $PROTISO_STORE, else ./store."""
     chosen = path if path is not None else os.environ.get("PROTISO_STORE") or "store"
     return Path(chosen).expanduser().resolve()
-
-
-def schema_version() -> int:
-    """The newest migration this protiso knows: the store schema version written into parts."""
-    found = _migrations()
-    return found[-1][0] if found else 0
 
 
 class Store:
@@ -96,7 +89,7 @@ class Store:
         `lean` (a job's commit), the views; read-only stores are then locked down."""
         con = lock.connect(self.catalog, read_only, wait)
         try:
-            _apply_migrations(con, read_only, self.root)
+            apply_migrations(con, read_only, self.root)
             con.execute(f"SET file_search_path = {sql_literal(self.root.as_posix())}")
             con.execute("SET enable_progress_bar = false")   # DuckDB would draw it on stdout
             for u in registry.UDFS:
@@ -495,47 +488,6 @@ def _writes(con: duckdb.DuckDBPyConnection, query: str) -> bool:
         return True
 
 
-def _parquet_options(schema: pa.Schema) -> dict:
-    """zstd, except float vector columns (lists of floats): stored uncompressed and without a
-    dictionary. Measured on 516,371 x 1024 float32: zstd saves 7.5% of the bytes but doubles
-    the read cost (8.4 against 5.5 s of CPU for 2 GB with pyarrow; LZ4 saves nothing), and a
-    dictionary attempt on floats only wastes work; uncompressed PLAIN pages are also what
-    protiso.runs.pages reads without decoding (0.5 s for the same 2 GB)."""
-    vectors = [f.name for f in schema if (pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type))
-               and pa.types.is_floating(f.type.value_type)]
-    if not vectors:
-        return {"compression": "zstd"}
-    return {"compression": {f.name: "none" if f.name in vectors else "zstd" for f in schema},
-            "use_dictionary": [f.name for f in schema if f.name not in vectors]}
-
-
-def write_part_file(directory: str | os.PathLike, table: pa.Table, metadata: dict | None = None) -> Path:
-    """Write `table` as a new `part-<uuid>.parquet` in `directory`: under a hidden temporary
-    name, fsynced, then renamed, so a reader never sees a half-written part. `metadata` is
-    added to the file's key-value metadata. Not registered: `Store.write_part` (or a driver
-    collecting workers' files) lists it in the catalog. A URL directory (see protiso.store.fs)
-    is written there, and the part's URL is returned."""
-    if is_url(directory):
-        return write_part_url(str(directory), table, metadata)[0]
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"part-{uuid.uuid4().hex}.parquet"
-    final, tmp = directory / name, directory / f".{name}.tmp"
-    if metadata:
-        merged = dict(table.schema.metadata or {})
-        merged.update({str(k).encode(): str(v).encode() for k, v in metadata.items()})
-        table = table.replace_schema_metadata(merged)
-    try:
-        pq.write_table(table, tmp, **_parquet_options(table.schema))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
-
-
 def _run_script(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     try:
         con.execute(path.read_text())
@@ -543,48 +495,8 @@ def _run_script(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise ProtisoError(f"{path.name}: {exc}") from exc
 
 
-def _migrations() -> list[tuple[int, Path]]:
-    found = []
-    for path in sorted((sql_dir() / "migrations").glob("*.sql")):
-        m = _MIGRATION_RE.match(path.name)
-        if m:
-            found.append((int(m.group(1)), path))
-    return found
-
-
-def _apply_migrations(con: duckdb.DuckDBPyConnection, read_only: bool, root: Path) -> None:
-    try:
-        done = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
-    except duckdb.CatalogException:
-        done = set()
-    pending = [(v, p) for v, p in _migrations() if v not in done]
-    if not pending:
-        return
-    if read_only:
-        raise _MigrationsPending(f"store {root} needs schema migrations {[v for v, _ in pending]}")
-    con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
-        version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,
-        applied_at TIMESTAMP DEFAULT current_timestamp, software_version VARCHAR)""")
-    for version, path in pending:
-        con.begin()
-        try:
-            con.execute(path.read_text())
-            con.execute("INSERT INTO schema_migrations (version, name, software_version) VALUES (?, ?, ?)",
-                        [version, path.name, __version__])
-            if version == 7:
-                backfill_checksums(con, root)
-        except BaseException:
-            con.rollback()
-            raise
-        con.commit()
-
-
 def _catalog_exists(catalog: Path) -> bool:
     return catalog.is_file()
-
-
-class _MigrationsPending(ProtisoError):
-    """A read-only open of a catalog that lacks migrations this protiso has."""
 
 
 def open_store(path: str | os.PathLike | None = None, read_only: bool = False, create: bool = False,
@@ -611,10 +523,10 @@ def open_store(path: str | os.PathLike | None = None, read_only: bool = False, c
     try:
         try:
             store._connect(read_only=read_only, lean=False, wait=wait)
-        except _MigrationsPending:        # an older store opened read-only: upgrade it once, then read
+        except MigrationsPending:        # an older store opened read-only: upgrade it once, then read
             upgrade = lock.connect(catalog, False, wait)
             try:
-                _apply_migrations(upgrade, False, root)
+                apply_migrations(upgrade, False, root)
             finally:
                 upgrade.close()
             store._connect(read_only=read_only, lean=False, wait=wait)

@@ -16,7 +16,9 @@ listed in the catalog by their URL, and fetched back for tools that need a local
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
@@ -175,16 +177,60 @@ def _strip(rel: str) -> str:
     return rel[len(DATA_PREFIX):] if rel.startswith(DATA_PREFIX) else rel
 
 
+def with_metadata(table: pa.Table, metadata: dict | None) -> pa.Table:
+    """`table` with `metadata` added to its schema's key-value metadata (written into the file)."""
+    if not metadata:
+        return table
+    merged = dict(table.schema.metadata or {})
+    merged.update({str(k).encode(): str(v).encode() for k, v in metadata.items()})
+    return table.replace_schema_metadata(merged)
+
+
+def parquet_options(schema: pa.Schema) -> dict:
+    """zstd, except float vector columns (lists of floats): stored uncompressed and without a
+    dictionary. Measured on 516,371 x 1024 float32: zstd saves 7.5% of the bytes but doubles
+    the read cost (8.4 against 5.5 s of CPU for 2 GB with pyarrow; LZ4 saves nothing), and a
+    dictionary attempt on floats only wastes work; uncompressed PLAIN pages are also what
+    protiso.runs.pages reads without decoding (0.5 s for the same 2 GB)."""
+    vectors = [f.name for f in schema if (pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type))
+               and pa.types.is_floating(f.type.value_type)]
+    if not vectors:
+        return {"compression": "zstd"}
+    return {"compression": {f.name: "none" if f.name in vectors else "zstd" for f in schema},
+            "use_dictionary": [f.name for f in schema if f.name not in vectors]}
+
+
+def write_part_file(directory: str | os.PathLike, table: pa.Table, metadata: dict | None = None) -> Path:
+    """Write `table` as a new `part-<uuid>.parquet` in `directory`: under a hidden temporary
+    name, fsynced, then renamed, so a reader never sees a half-written part. `metadata` is
+    added to the file's key-value metadata. Not registered: `Store.write_part` (or a driver
+    collecting workers' files) lists it in the catalog. A URL directory (see the module docstring)
+    is written there, and the part's URL is returned."""
+    if is_url(directory):
+        return write_part_url(str(directory), table, metadata)[0]
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    final, tmp = directory / name, directory / f".{name}.tmp"
+    table = with_metadata(table, metadata)
+    try:
+        pq.write_table(table, tmp, **parquet_options(table.schema))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
 def write_part_url(directory: str, table: pa.Table, metadata: dict | None = None) -> tuple[str, int, str]:
     """Write `table` as a new part-<uuid>.parquet in `directory` (a dataset URL with the
     location's options, see DataFS.locator): whole, under a hidden temporary name, then moved.
     Returns (URL of the part, size, SHA-256)."""
-    if metadata:
-        merged = dict(table.schema.metadata or {})
-        merged.update({str(k).encode(): str(v).encode() for k, v in metadata.items()})
-        table = table.replace_schema_metadata(merged)
+    table = with_metadata(table, metadata)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, **parquet_options(table.schema))
     data = sink.getvalue()
     split = urlsplit(directory)
     fs, base = pafs.FileSystem.from_uri(directory)
