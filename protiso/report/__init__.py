@@ -10,9 +10,7 @@ after load, any image that failed to decode (element #image-check, data-broken).
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import numpy as np
 from protiso._version import __version__
 from protiso.errors import InputError
 from protiso.report import data, figures
+from protiso.report.markup import CSS, SCRIPT, Doc, esc, filter_text, fmt, metric_cell, prov
 from protiso.store import Store
 
 REPORT_NAME = "report.html"
@@ -41,90 +40,6 @@ SECTIONS = (
 )
 CORR_VARS = ("cosine", "sq_euclidean", "score", "identity", "go_jaccard")
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1100px;
-padding:1rem 2rem;color:#222;line-height:1.4}
-h1{margin-bottom:.2rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2rem}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}
-th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}th{background:#f3f3f3}
-td.t,th.t{text-align:left}figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eee}
-.scroll{overflow-x:auto;max-width:100%}
-.prov{font-size:.78rem;color:#555;font-family:ui-monospace,monospace;word-break:break-word}
-.empty{color:#8a6d3b;background:#fcf8e3;padding:.4rem .6rem}.note{font-size:.85rem;color:#444}
-nav a{margin-right:.8rem;font-size:.85rem}#image-check{font-size:.8rem;color:#555}
-.id{white-space:nowrap;font-family:ui-monospace,monospace;font-size:.78rem;color:#444}
-td.filter{max-width:14rem;word-break:break-word;font-size:.78rem}#paper-table-rows{font-size:.8rem}.na{color:#777;font-style:italic}td.na{text-align:center}.flag{color:#a3561c;font-weight:600}
-th.pub,td.pub{background:#f7f7fb}#settings{font-size:.85rem;background:#f4f8fb;padding:.4rem .8rem;
-border-left:3px solid #4c72b0}#settings ul{margin:.2rem 0;padding-left:1.2rem}
-"""
-_SCRIPT = """
-window.addEventListener('load', function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var broken = imgs.filter(function (i) { return !i.complete || i.naturalWidth === 0; })
-                   .map(function (i) { return i.getAttribute('data-figure') || i.alt; });
-  var el = document.getElementById('image-check');
-  el.setAttribute('data-images', String(imgs.length));
-  el.setAttribute('data-broken', broken.join('|'));
-  el.setAttribute('data-checked', 'yes');
-  el.textContent = broken.length ? ('Images that failed to load: ' + broken.join(', '))
-                                 : ('All ' + imgs.length + ' images loaded.');
-});
-"""
-
-
-def _e(x) -> str:
-    return html.escape("" if x is None else str(x))
-
-
-def fmt(value) -> str:
-    """How numbers are shown: 6 significant digits, integers in full."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "n/a"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return f"{float(value):.6g}"
-
-
-def metric_cell(row: dict, fieldname: str) -> str:
-    """A table cell showing metrics[field] of row['metric_id'], tagged for checking."""
-    return (f'<td data-metric-id="{int(row["metric_id"])}" data-field="{_e(fieldname)}">'
-            f'{_e(fmt(row[fieldname]))}</td>')
-
-
-def _filter_text(f: str | None) -> str:
-    return f if f else "all proteins"
-
-
-@dataclass
-class _Doc:
-    parts: list[str] = field(default_factory=list)
-    n_figures: int = 0
-
-    def add(self, text: str) -> None:
-        self.parts.append(text)
-
-    def figure(self, uri: str, name: str, caption: str, provenance: str) -> None:
-        self.n_figures += 1
-        clipped = "|".join(getattr(uri, "clipped", ()))
-        self.add(f'<figure data-figure="{_e(name)}"><img src="{uri}" alt="{_e(caption)}" '
-                 f'data-figure="{_e(name)}" data-clipped="{_e(clipped)}"><figcaption>{_e(caption)}</figcaption>'
-                 f'<div class="prov">provenance: {_e(provenance)}</div></figure>')
-
-    def empty(self, text: str) -> None:
-        self.add(f'<p class="empty">{_e(text)}</p>')
-
-
-def _prov(rows: list[dict], extra: str = "") -> str:
-    """run, filter, n, seed (and more) of the rows behind a figure."""
-    bits = []
-    for r in rows:
-        seed = r.get("seed")
-        bits.append(f"run {r['run_id']} layer {r.get('layer')} filter [{_filter_text(r.get('filter'))}] "
-                    f"n={r.get('n')} seed={'none (deterministic)' if seed is None else seed}")
-    text = "; ".join(bits)
-    return (text + ("; " + extra if extra else "")) + f"; protiso {__version__}"
-
-
 # ---------------------------------------------------------------------------- sections
 
 def _diff(measured, published, digits: int) -> str:
@@ -133,7 +48,7 @@ def _diff(measured, published, digits: int) -> str:
     return f"{float(measured) - float(published):+.{digits}f}"
 
 
-def _paper_table(doc: _Doc, store: Store) -> None:
+def _paper_table(doc: Doc, store: Store) -> None:
     rows = data.paper_table(store)
     doc.add('<p class="note">IsoScore (Rudman et al.) from the covariance spectrum; effective dimensions = '
             'IsoScore &times; (d &minus; 1) + 1; average cosine over all pairs of proteins (exact). '
@@ -151,7 +66,7 @@ def _paper_table(doc: _Doc, store: Store) -> None:
     one_filter = len(filters) <= 1        # then it is said once, above the table, not in every row
     if rows and one_filter:
         doc.add(f'<p class="note" id="paper-table-filter">Every measured row: filter '
-                f'[{_e(_filter_text(next(iter(filters))))}].</p>')
+                f'[{esc(filter_text(next(iter(filters))))}].</p>')
     filter_head = "" if one_filter else '<th class="t">filter</th>'
     doc.add('<table id="paper-table-rows"><tr><th class="t">model (run)</th><th>layer</th>'
             f'{filter_head}<th>n</th><th>dim</th>'
@@ -160,23 +75,23 @@ def _paper_table(doc: _Doc, store: Store) -> None:
             '<th>&Delta; effective dims</th><th>average cosine</th></tr>')
 
     def lead(label: str, r: dict) -> str:
-        filt = "" if one_filter else f'<td class="t filter">{_e(_filter_text(r["filter"]))}</td>'
-        return (f'<td class="t">{label}<br><span class="id">{_e(r["run_id"])}</span></td>'
+        filt = "" if one_filter else f'<td class="t filter">{esc(filter_text(r["filter"]))}</td>'
+        return (f'<td class="t">{label}<br><span class="id">{esc(r["run_id"])}</span></td>'
                 f'{metric_cell(r, "layer")}{filt}{metric_cell(r, "n")}{metric_cell(r, "d")}')
 
     for key, pub in data.PUBLISHED.items():
         runs = by_key.get(key, [])
-        pub_iso = f'<td class="pub" data-published="{_e(pub["label"])}">{pub["isoscore"]:.6f}</td>'
-        pub_dims = f'<td class="pub" data-published-dims="{_e(pub["label"])}">{pub["effective_dims"]}</td>'
+        pub_iso = f'<td class="pub" data-published="{esc(pub["label"])}">{pub["isoscore"]:.6f}</td>'
+        pub_dims = f'<td class="pub" data-published-dims="{esc(pub["label"])}">{pub["effective_dims"]}</td>'
         if not runs:
-            doc.add(f'<tr data-published-only="{_e(key)}"><td class="t">{_e(pub["label"])}<br>'
+            doc.add(f'<tr data-published-only="{esc(key)}"><td class="t">{esc(pub["label"])}<br>'
                     f'<span class="na">no run in this store</span></td><td class="na">&ndash;</td>'
                     + ("" if one_filter else '<td class="na">&ndash;</td>')
                     + f'<td class="na">&ndash;</td><td>{pub["dim"]}</td>{pub_iso}'
                     f'<td class="na" colspan="2">not measured here</td>{pub_dims}'
                     '<td class="na" colspan="3">not measured here</td></tr>')
         for r in runs:
-            doc.add(f'<tr data-run="{_e(r["run_id"])}">{lead(_e(pub["label"]) + " (" + _e(r["model"]) + ")", r)}'
+            doc.add(f'<tr data-run="{esc(r["run_id"])}">{lead(esc(pub["label"]) + " (" + esc(r["model"]) + ")", r)}'
                     f'{pub_iso}{metric_cell(r, "isoscore")}'
                     f'<td data-diff="isoscore">{_diff(r["isoscore"], pub["isoscore"], 6)}</td>'
                     f'{pub_dims}{metric_cell(r, "effective_dims")}'
@@ -184,14 +99,14 @@ def _paper_table(doc: _Doc, store: Store) -> None:
                     f'{metric_cell(r, "avg_cosine")}</tr>')
     for r in others:
         flag = ' <span class="flag" title="fewer proteins than dimensions">n &le; d</span>' if _small(r) else ""
-        doc.add(f'<tr data-run="{_e(r["run_id"])}">{lead(_e(r["model"]) + flag, r)}'
+        doc.add(f'<tr data-run="{esc(r["run_id"])}">{lead(esc(r["model"]) + flag, r)}'
                 f'<td class="na pub">not in the paper</td>{metric_cell(r, "isoscore")}<td class="na">&ndash;</td>'
                 f'<td class="na pub">not in the paper</td>{metric_cell(r, "effective_dims")}<td class="na">&ndash;</td>'
                 f'{metric_cell(r, "avg_cosine")}</tr>')
     doc.add("</table>")
 
 
-def _spectra(doc: _Doc, store: Store) -> None:
+def _spectra(doc: Doc, store: Store) -> None:
     rows = data.paper_table(store)
     if not rows:
         doc.empty("No runs with isotropy results.")
@@ -200,7 +115,7 @@ def _spectra(doc: _Doc, store: Store) -> None:
     for r in rows:
         n, lam, source = data.spectrum(store, r["run_id"], r["layer"], r["filter"])
         series.append((f"{r['model']} (L{r['layer']})", lam))
-        provs.append(f"run {r['run_id']} layer {r['layer']} filter [{_filter_text(r['filter'])}] n={n} "
+        provs.append(f"run {r['run_id']} layer {r['layer']} filter [{filter_text(r['filter'])}] n={n} "
                      f"seed=none (deterministic) eigenvalues {source}")
     doc.figure(figures.spectra(series), "spectra",
                "Covariance eigenvalues as shares of the total variance (log-log): a few dominant "
@@ -213,11 +128,11 @@ def _spectra(doc: _Doc, store: Store) -> None:
             provs.append(f"layer {r['layer']} n={n} eigenvalues {source}")
         doc.figure(figures.spectra(series), f"spectra-layers-{run_id}",
                    f"{rows[0]['model']}: spectra of every embedded layer.",
-                   f"run {run_id} filter [{_filter_text(filt)}] seed=none (deterministic); "
+                   f"run {run_id} filter [{filter_text(filt)}] seed=none (deterministic); "
                    + "; ".join(provs) + f"; protiso {__version__}")
 
 
-def _layers(doc: _Doc, store: Store) -> None:
+def _layers(doc: Doc, store: Store) -> None:
     series = data.layer_series(store)
     if not series:
         doc.empty("No run has isotropy results at more than one layer (embed with --layers all).")
@@ -227,12 +142,12 @@ def _layers(doc: _Doc, store: Store) -> None:
           [r["effective_dims"] for r in v]) for v in series.values()],
         "layer (hidden-state index)", ("IsoScore", "effective dimensions")),
         "layers", "IsoScore and effective dimensions per layer.",
-        _prov([r for v in series.values() for r in v]))
+        prov([r for v in series.values() for r in v]))
     _metric_table(doc, "layer-table", ["run", "layer"], [r for v in series.values() for r in v],
-                  lambda r: f'<td class="t id">{_e(r["run_id"])}</td>{metric_cell(r, "layer")}')
+                  lambda r: f'<td class="t id">{esc(r["run_id"])}</td>{metric_cell(r, "layer")}')
 
 
-def _metric_table(doc: _Doc, css_class: str, lead_headers: list[str], rows: list[dict], lead) -> None:
+def _metric_table(doc: Doc, css_class: str, lead_headers: list[str], rows: list[dict], lead) -> None:
     """A table of metrics rows: the leading cells `lead(row)`, then n, IsoScore, effective dims and
     average cosine, each tagged with its `metrics` row so the tests can check it against SQL; rows
     with n <= d (when `d` is known) are flagged."""
@@ -254,7 +169,7 @@ def _small(r: dict) -> bool:
     return r.get("d") is not None and r.get("n") is not None and r["n"] <= r["d"]
 
 
-def _checkpoints(doc: _Doc, store: Store) -> None:
+def _checkpoints(doc: Doc, store: Store) -> None:
     series = data.checkpoint_series(store)
     if not series:
         doc.empty("No training checkpoints embedded (e.g. `protiso-mini@step0`, `protiso-mini@step100`).")
@@ -263,9 +178,9 @@ def _checkpoints(doc: _Doc, store: Store) -> None:
         [(base, [r["step"] for r in v], [r["isoscore"] for r in v], [r["effective_dims"] for r in v])
          for (base, _), v in series.items()], "training step", ("IsoScore", "effective dimensions")),
         "checkpoints", "Isotropy of the last layer over training (step 0 = random initialisation).",
-        _prov([r for v in series.values() for r in v]))
+        prov([r for v in series.values() for r in v]))
     _metric_table(doc, "checkpoint-table", ["model", "step"], [r for v in series.values() for r in v],
-                  lambda r: f'<td class="t">{_e(r["model"])}</td><td>{r["step"]}</td>')
+                  lambda r: f'<td class="t">{esc(r["model"])}</td><td>{r["step"]}</td>')
 
 
 def _group_label(group_by: str) -> str:
@@ -274,7 +189,7 @@ def _group_label(group_by: str) -> str:
     return group_by
 
 
-def _groups(doc: _Doc, store: Store, max_bars: int = 15, min_n: int = 10) -> None:
+def _groups(doc: Doc, store: Store, max_bars: int = 15, min_n: int = 10) -> None:
     groups = data.group_rows(store)
     if not groups:
         doc.empty("No grouped isotropy results (`protiso isotropy --group-by ...`).")
@@ -299,16 +214,16 @@ def _groups(doc: _Doc, store: Store, max_bars: int = 15, min_n: int = 10) -> Non
                    f"groups-{run_id}-{layer}", f"Effective dimensions per group ({_group_label(group_by)}), "
                    f"{len(shown)} largest groups"
                    + (f"; {sum(flags)} with n ≤ d (hatched)." if any(flags) else "."),
-                   f"run {run_id} layer {layer} filter [{_filter_text(filt)}] group-by [{group_by}] "
+                   f"run {run_id} layer {layer} filter [{filter_text(filt)}] group-by [{group_by}] "
                    f"{len(shown)} groups, n={sum(r['n'] for r in shown)} proteins "
                    f"({min(r['n'] for r in shown)}-{max(r['n'] for r in shown)} per group, d={shown[0]['d']}) "
                    f"seed=none (deterministic); protiso {__version__}")
         _metric_table(doc, "group-table", ["group"], shown, lambda r: '<td class="t">'
-                      f'{_e(names.get(r["group_key"], r["group_key"]) if r["group_key"] is not None else "(none)")}'
+                      f'{esc(names.get(r["group_key"], r["group_key"]) if r["group_key"] is not None else "(none)")}'
                       '</td>')
 
 
-def _local(doc: _Doc, store: Store) -> None:
+def _local(doc: Doc, store: Store) -> None:
     local = data.local_rows(store)
     if not local:
         doc.empty("No local results (embed with --local-stats, then `protiso isotropy --level local`).")
@@ -320,10 +235,10 @@ def _local(doc: _Doc, store: Store) -> None:
         doc.add('<table class="local-summary"><tr><th class="t">run</th><th>layer</th><th>residue types</th>'
                 '<th>residues</th><th>mean effective dims</th><th>min</th><th>max</th></tr>')
         for r in summary:
-            doc.add(f'<tr><td class="t">{_e(r["run_id"])}</td><td>{r["layer"]}</td><td>{r["n_residue_types"]}</td>'
-                    f'<td>{r["n_residues"]}</td><td data-local-mean="{_e(r["run_id"])}/{r["layer"]}">'
-                    f'{_e(fmt(r["mean_effective_dims"]))}</td><td>{_e(fmt(r["min_effective_dims"]))}</td>'
-                    f'<td>{_e(fmt(r["max_effective_dims"]))}</td></tr>')
+            doc.add(f'<tr><td class="t">{esc(r["run_id"])}</td><td>{r["layer"]}</td><td>{r["n_residue_types"]}</td>'
+                    f'<td>{r["n_residues"]}</td><td data-local-mean="{esc(r["run_id"])}/{r["layer"]}">'
+                    f'{esc(fmt(r["mean_effective_dims"]))}</td><td>{esc(fmt(r["min_effective_dims"]))}</td>'
+                    f'<td>{esc(fmt(r["max_effective_dims"]))}</td></tr>')
         doc.add("</table>")
     latest_layer: dict = {}
     for run_id, layer in local:
@@ -340,21 +255,21 @@ def _local(doc: _Doc, store: Store) -> None:
                                 f"mean {mean:.2f}", flags=[_small(r) for r in per],
                                 flag_label=f"n ≤ d = {per[0]['d']} residues: biased low"),
                    f"local-{run_id}", "Effective dimensions of the residue vectors of each amino-acid type.",
-                   f"run {run_id} layer {layer} level local, filter [{_filter_text(run_filter)}] "
+                   f"run {run_id} layer {layer} level local, filter [{filter_text(run_filter)}] "
                    f"(the proteins embedded), n={sum(r['n'] for r in per)} residues, "
                    f"seed=none (deterministic); protiso {__version__}")
         _metric_table(doc, "local-table", ["residue"], rows,
-                      lambda r: f'<td class="t">{_e(r["group_key"] or "all residues")}</td>')
+                      lambda r: f'<td class="t">{esc(r["group_key"] or "all residues")}</td>')
 
 
 def _pair_prov(c: dict) -> str:
     sample = f"fraction {c['fraction']}" if c.get("fraction") is not None else f"{c.get('n_proteins')} proteins"
-    return (f"pair set {c['pair_set']} ({c.get('strategy')}, {sample}, filter [{_filter_text(c.get('pair_filter'))}], "
+    return (f"pair set {c['pair_set']} ({c.get('strategy')}, {sample}, filter [{filter_text(c.get('pair_filter'))}], "
             f"seed {c.get('seed')}); run {c['run_id']} layer {c['layer']}; alignment {c['alignment']}; "
             f"n={c['n_pairs']} pairs; protiso {__version__}")
 
 
-def _correlations(doc: _Doc, store: Store, rows: list[dict]) -> None:
+def _correlations(doc: Doc, store: Store, rows: list[dict]) -> None:
     if not rows:
         doc.empty("No pair set with alignments and embedding distances (`protiso reproduce` or "
                   "`protiso pairs sample/align/distances`).")
@@ -371,15 +286,15 @@ def _correlations(doc: _Doc, store: Store, rows: list[dict]) -> None:
         doc.figure(figures.heatmap(m, list(CORR_VARS), f"{c['run_id']} L{c['layer']}"),
                    f"corr-{c['pair_set']}-{c['run_id']}", "Pearson correlations between embedding "
                    "cosine, squared Euclidean distance, alignment score, identity and GO Jaccard.", _pair_prov(c))
-        doc.add(f'<table class="corr-table" data-pair-set="{_e(c["pair_set"])}" data-run="{_e(c["run_id"])}">'
+        doc.add(f'<table class="corr-table" data-pair-set="{esc(c["pair_set"])}" data-run="{esc(c["run_id"])}">'
                 '<tr><th class="t">pair of variables</th><th>Pearson r</th></tr>')
         for key in ("cosine_sq_euclidean", "score_identity", "cosine_score", "cosine_identity",
                     "sq_euclidean_score", "sq_euclidean_identity"):
-            doc.add(f'<tr><td class="t">{key}</td><td data-corr="{key}">{_e(fmt(c.get(key)))}</td></tr>')
+            doc.add(f'<tr><td class="t">{key}</td><td data-corr="{key}">{esc(fmt(c.get(key)))}</td></tr>')
         doc.add("</table>")
 
 
-def _pairs(doc: _Doc, store: Store, rows: list[dict]) -> None:
+def _pairs(doc: Doc, store: Store, rows: list[dict]) -> None:
     if not rows:
         doc.empty("No pairs with embedding distances yet.")
         return
@@ -391,7 +306,7 @@ def _pairs(doc: _Doc, store: Store, rows: list[dict]) -> None:
                    "that narrows at high identity.", _pair_prov(c))
 
 
-def _go(doc: _Doc, store: Store, rows: list[dict]) -> None:
+def _go(doc: Doc, store: Store, rows: list[dict]) -> None:
     rows = [c for c in rows if c.get("cosine_go_jaccard") is not None]
     if not rows:
         doc.empty("No pairs with GO annotations on both sides.")
@@ -411,16 +326,16 @@ def _go(doc: _Doc, store: Store, rows: list[dict]) -> None:
                 '<th>95% interval</th><th>mean identity</th><th>95% interval</th></tr>')
         for b in bins:
             doc.add(f'<tr><td class="t">{b["lo"]:.1f}–{b["hi"]:.1f}</td><td>{b["n_pairs"]}</td>'
-                    f'<td>{_e(fmt(b["cosine"]))}</td><td>{_interval(b, "cosine")}</td>'
-                    f'<td>{_e(fmt(b["identity"]))}</td><td>{_interval(b, "identity")}</td></tr>')
+                    f'<td>{esc(fmt(b["cosine"]))}</td><td>{_interval(b, "cosine")}</td>'
+                    f'<td>{esc(fmt(b["identity"]))}</td><td>{_interval(b, "identity")}</td></tr>')
         doc.add("</table>")
         doc.add('<table class="go-table"><tr><th class="t">correlation with GO Jaccard</th><th>Pearson r</th></tr>')
         for key in ("cosine_go_jaccard", "sq_euclidean_go_jaccard", "score_go_jaccard", "identity_go_jaccard"):
-            doc.add(f'<tr><td class="t">{key}</td><td data-corr="{key}">{_e(fmt(c.get(key)))}</td></tr>')
+            doc.add(f'<tr><td class="t">{key}</td><td data-corr="{key}">{esc(fmt(c.get(key)))}</td></tr>')
         doc.add("</table>")
 
 
-def _intrinsic(doc: _Doc, store: Store) -> None:
+def _intrinsic(doc: Doc, store: Store) -> None:
     series = data.intrinsic_series(store)
     if not series:
         doc.empty("No intrinsic dimension yet: `protiso isotropy --layer all --intrinsic`.")
@@ -443,20 +358,20 @@ def _intrinsic(doc: _Doc, store: Store) -> None:
                 "layer (hidden-state index)", "dimensions", title_text=f"{name}: intrinsic vs effective "
                 "dimensions per layer", from_zero=True),
                 f"intrinsic-{run_id}", f"{name}: intrinsic dimension (TwoNN, MLE) and IsoScore's effective "
-                "dimensions per layer.", _prov(rows, f"{rows[0]['intrinsic_n_duplicates']} duplicate vectors removed"))
+                "dimensions per layer.", prov(rows, f"{rows[0]['intrinsic_n_duplicates']} duplicate vectors removed"))
         flagged = any(_small(r) for r in rows)
-        doc.add(f'<table class="intrinsic-table" data-run="{_e(run_id)}"><tr><th class="t">{_e(name)}</th>'
+        doc.add(f'<table class="intrinsic-table" data-run="{esc(run_id)}"><tr><th class="t">{esc(name)}</th>'
                 "<th>layer</th><th>n</th><th>d</th><th>TwoNN</th><th>MLE</th><th>effective dims</th>"
                 "<th>duplicates</th>" + ('<th class="t">note</th>' if flagged else "") + "</tr>")
         for r in rows:
             note = ('<td class="t flag" data-flag="n-le-d">n &le; d</td>' if _small(r) else "<td></td>") if flagged else ""
-            doc.add(f'<tr><td class="t id">{_e(run_id)}</td>{metric_cell(r, "layer")}{metric_cell(r, "n")}'
+            doc.add(f'<tr><td class="t id">{esc(run_id)}</td>{metric_cell(r, "layer")}{metric_cell(r, "n")}'
                     f'{metric_cell(r, "d")}{metric_cell(r, "intrinsic_dim_twonn")}{metric_cell(r, "intrinsic_dim_mle")}'
                     f'{metric_cell(r, "effective_dims")}{metric_cell(r, "intrinsic_n_duplicates")}{note}</tr>')
         doc.add("</table>")
 
 
-def _rogue(doc: _Doc, store: Store) -> None:
+def _rogue(doc: Doc, store: Store) -> None:
     rows = data.rogue_rows(store)
     if not rows:
         doc.empty("No rogue-dimension results (every `protiso isotropy` run stores them).")
@@ -474,13 +389,13 @@ def _rogue(doc: _Doc, store: Store) -> None:
         cells = "".join(f'<td data-rogue-dim="{d}">{d} ({s:.1%})</td>'
                         for d, s in zip(r["rogue_dims"], r["rogue_shares"]))
         cells += "<td></td>" * (width - len(r["rogue_dims"]))
-        doc.add(f'<tr data-run="{_e(r["run_id"])}"><td class="t">{_e(r["model"])}<br><span class="id">'
-                f'{_e(r["run_id"])}</span></td>{metric_cell(r, "layer")}{metric_cell(r, "n")}'
+        doc.add(f'<tr data-run="{esc(r["run_id"])}"><td class="t">{esc(r["model"])}<br><span class="id">'
+                f'{esc(r["run_id"])}</span></td>{metric_cell(r, "layer")}{metric_cell(r, "n")}'
                 f'{metric_cell(r, "avg_cosine")}{cells}{metric_cell(r, "rogue_top_share")}</tr>')
     doc.add("</table>")
 
 
-def _intervals(doc: _Doc, store: Store) -> None:
+def _intervals(doc: Doc, store: Store) -> None:
     rows = data.interval_rows(store)
     if not rows:
         doc.empty("No bootstrap intervals (`protiso isotropy --bootstrap 200`).")
@@ -500,9 +415,9 @@ def _intervals(doc: _Doc, store: Store) -> None:
         group = "all" if not r["group_by"] else f'{r["group_by"]} = {names.get(r["group_key"], r["group_key"])}'
         weak = r["n"] is not None and r["d"] is not None and r["n"] <= 5 * r["d"]
         method = f'{(r["ci_method"] or "percentile").upper()} {r["ci_level"]:.0%}' if r["ci_level"] else ""
-        doc.add(f'<tr><td class="t">{_e(r["model"])}<br><span class="id">{_e(r["run_id"])}</span></td>'
-                f'{metric_cell(r, "layer")}<td class="t filter">{_e(group)}</td>{metric_cell(r, "n")}'
-                f'{metric_cell(r, "d")}<td>{r["bootstrap"]}</td><td class="t">{_e(method)}</td>'
+        doc.add(f'<tr><td class="t">{esc(r["model"])}<br><span class="id">{esc(r["run_id"])}</span></td>'
+                f'{metric_cell(r, "layer")}<td class="t filter">{esc(group)}</td>{metric_cell(r, "n")}'
+                f'{metric_cell(r, "d")}<td>{r["bootstrap"]}</td><td class="t">{esc(method)}</td>'
                 + "".join(metric_cell(r, f) for f in ("isoscore", "isoscore_lo", "isoscore_hi", "isoscore_bias",
                                                       "avg_cosine", "avg_cosine_lo", "avg_cosine_hi", "avg_cosine_bias"))
                 + ('<td class="t flag" data-flag="n-le-5d">n &le; 5 d: unreliable</td>' if weak else "<td></td>")
@@ -510,7 +425,7 @@ def _intervals(doc: _Doc, store: Store) -> None:
     doc.add("</table></div>")
 
 
-def _go_semantic(doc: _Doc, store: Store) -> None:
+def _go_semantic(doc: Doc, store: Store) -> None:
     groups = data.go_semantic_rows(store)
     groups = {k: v for k, v in groups.items() if any(r["measure"] != "go_jaccard" for r in v)}
     if not groups:
@@ -537,12 +452,12 @@ def _go_semantic(doc: _Doc, store: Store) -> None:
                 f"identity per bin of the pair's Lin similarity ({lin['measure']}), {n:,} pairs, with 95% intervals "
                 "of the mean and the pairs per bin; the y axes span the quantities' full ranges.", _pair_prov(
                     dict(c, n_pairs=n)))
-        doc.add(f'<table class="go-semantic-table" data-pair-set="{_e(pair_set)}" data-run="{_e(run_id)}">'
+        doc.add(f'<table class="go-semantic-table" data-pair-set="{esc(pair_set)}" data-run="{esc(run_id)}">'
                 '<tr><th class="t">GO similarity</th><th>pairs</th><th>r with cosine</th>'
                 "<th>r with squared Euclidean</th><th>r with alignment score</th><th>r with identity</th></tr>")
         for r in rows:
-            doc.add(f'<tr><td class="t">{_e(r["measure"])}</td><td>{r["n_pairs"]:,}</td>'
-                    + "".join(f'<td data-go-corr="{_e(r["measure"])}/{v}">{_e(fmt(r[v]))}</td>'
+            doc.add(f'<tr><td class="t">{esc(r["measure"])}</td><td>{r["n_pairs"]:,}</td>'
+                    + "".join(f'<td data-go-corr="{esc(r["measure"])}/{v}">{esc(fmt(r[v]))}</td>'
                               for v in ("cosine", "sq_euclidean", "score", "identity")) + "</tr>")
         doc.add("</table>")
 
@@ -556,7 +471,7 @@ def _interval(b: dict, key: str) -> str:
     return f"{mean - half:.4f} – {mean + half:.4f}"
 
 
-def _runs(doc: _Doc, store: Store) -> None:
+def _runs(doc: Doc, store: Store) -> None:
     runs = data.runs(store)
     if not runs:
         doc.empty("No embedding runs.")
@@ -566,30 +481,30 @@ def _runs(doc: _Doc, store: Store) -> None:
             "revision")
     doc.add('<div class="scroll"><table><tr>' + "".join(f'<th class="t">{c}</th>' for c in cols) + "</tr>")
     for r in runs:
-        doc.add("<tr>" + "".join(f'<td class="t{" id" if c == "run_id" else ""}">{_e(r.get(c))}</td>'
+        doc.add("<tr>" + "".join(f'<td class="t{" id" if c == "run_id" else ""}">{esc(r.get(c))}</td>'
                                  for c in cols) + "</tr>")
     doc.add("</table></div>")
 
 
 # ---------------------------------------------------------------------------- entry point
 
-def _settings(doc: _Doc, store: Store, settings: dict | None) -> None:
+def _settings(doc: Doc, store: Store, settings: dict | None) -> None:
     """What the numbers below were computed with: the caller's settings (the demo's), and per run
     the residue limit with how many proteins it truncated, chunked or skipped."""
     items = []
     if settings:
-        items.append("Run with: " + "; ".join(f"{_e(k)} = {_e(_setting_text(v))}" for k, v in settings.items()
+        items.append("Run with: " + "; ".join(f"{esc(k)} = {esc(_setting_text(v))}" for k, v in settings.items()
                                               if v is not None and v != ""))
     for r in data.settings_rows(store):
         cut = {"truncated": r["n_truncated"], "chunked": r["n_chunked"], "skipped": r["n_skipped"]}
         done = (r["n_done"] or 0) + (r["n_skipped"] or 0)
         limit = f"at most {r['max_length']:,} residues per protein" if r["max_length"] else "no residue limit"
         what = ", ".join(f"{v:,} {k}" for k, v in cut.items() if v)
-        items.append(f'<span data-settings-run="{_e(r["run_id"])}"><b>{_e(r["model"])}</b> (run {_e(r["run_id"])}): '
-                     f"{limit} (longer ones: {_e(r['length_policy'])}"
+        items.append(f'<span data-settings-run="{esc(r["run_id"])}"><b>{esc(r["model"])}</b> (run {esc(r["run_id"])}): '
+                     f"{limit} (longer ones: {esc(r['length_policy'])}"
                      + (f'; <span class="flag">{what} of {done:,} proteins</span>' if what else "; none affected")
-                     + f"), {_e(r['dtype'])} on {_e(r['device'] or 'n/a')}, layers {_e(_setting_text(r['layers']))}, "
-                     f"filter [{_e(_filter_text(r['filter']))}]</span>")
+                     + f"), {esc(r['dtype'])} on {esc(r['device'] or 'n/a')}, layers {esc(_setting_text(r['layers']))}, "
+                     f"filter [{esc(filter_text(r['filter']))}]</span>")
     if items:
         doc.add('<div id="settings"><b>Settings</b><ul>' + "".join(f"<li>{i}</li>" for i in items) + "</ul></div>")
 
@@ -609,7 +524,7 @@ def build_report(store: Store, out_dir: str | os.PathLike | None = None, setting
     if out.exists() and not out.is_dir():
         raise InputError(f"report directory {out} exists and is not a directory")
     corr = data.correlation_rows(store)
-    doc = _Doc()
+    doc = Doc()
     builders = {"paper-table": _paper_table, "spectra": _spectra, "layers": _layers,
                 "intrinsic": _intrinsic, "rogue": _rogue, "intervals": _intervals,
                 "go-semantic": lambda d, s: _go_semantic(d, s),
@@ -618,20 +533,20 @@ def build_report(store: Store, out_dir: str | os.PathLike | None = None, setting
                 "pairs": lambda d, s: _pairs(d, s, corr), "go": lambda d, s: _go(d, s, corr), "runs": _runs}
     n_proteins = store.scalar(data.Q.protein_count)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    doc.add(f'<h1>protiso report</h1><p class="note">Store {_e(store.root)}: {n_proteins:,} proteins. '
+    doc.add(f'<h1>protiso report</h1><p class="note">Store {esc(store.root)}: {n_proteins:,} proteins. '
             f"Generated {now} by protiso {__version__}. Reproduces and extends "
             "&ldquo;A Look at the Isotropy of Pretrained Protein Language Models&rdquo; "
             "(Hakim, Roy, Rahman; arXiv 2510.10655).</p>")
     _settings(doc, store, settings)
-    doc.add("<nav>" + "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title in SECTIONS) + "</nav>")
+    doc.add("<nav>" + "".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title in SECTIONS) + "</nav>")
     doc.add('<p id="image-check" data-checked="no">Checking images&hellip;</p>')
     for sid, title in SECTIONS:
-        doc.add(f'<section id="{sid}" data-section="{sid}"><h2>{_e(title)}</h2>')
+        doc.add(f'<section id="{sid}" data-section="{sid}"><h2>{esc(title)}</h2>')
         builders[sid](doc, store)
         doc.add("</section>")
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>protiso report</title>"
-            f"<style>{_CSS}</style></head><body>" + "\n".join(doc.parts)
-            + f"<script>{_SCRIPT}</script></body></html>\n")
+            f"<style>{CSS}</style></head><body>" + "\n".join(doc.parts)
+            + f"<script>{SCRIPT}</script></body></html>\n")
     out.mkdir(parents=True, exist_ok=True)
     path = out / REPORT_NAME
     tmp = out / f".{REPORT_NAME}.tmp"
