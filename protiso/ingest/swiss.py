@@ -116,7 +116,7 @@ def parse_swiss(path: Path) -> Iterator[ProteinRecord]:
             previous, start = rec.accession, counter.lineno + 1
         check_sequence_lines(path, pending)
         yield from (p[0] for p in pending)
-    except InputError as exc:
+    except InputError:
         check_sequence_lines(path, pending)   # an earlier entry's bad SQ line comes first
         raise
     except UnicodeDecodeError as exc:
